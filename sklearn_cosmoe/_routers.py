@@ -1,0 +1,50 @@
+"""Routers: the score each expert gets for an input (model.md section 1).
+
+======================  ============================================================
+router                  score :math:`s_i(x)`
+======================  ============================================================
+``linear``              :math:`\\beta_{1i}^\\top x / T + \\beta_{0i}`
+``cosine``              :math:`\\dfrac{\\beta_{1i}^\\top x}{\\|\\beta_{1i}\\| \\|x\\|} / T + \\beta_{0i}`
+``perturbed_cosine``    :math:`\\dfrac{\\beta_{1i}^\\top x}{(\\|\\beta_{1i}\\| + \\tau_1)(\\|x\\| + \\tau_2)} / T + \\beta_{0i}`
+======================  ============================================================
+
+``T`` is the temperature (1 in the paper).  A zero denominator (a zero row
+under the cosine router) gives a cosine term of 0.  The gates are the softmax
+of the scores, or the softmax over the ``top_k`` largest scores.
+"""
+
+import numpy as np
+
+from ._kernels import ROUTER_COSINE, ROUTER_LINEAR, ROUTER_PERTURBED_COSINE
+
+ROUTERS = {
+    "linear": ROUTER_LINEAR,
+    "cosine": ROUTER_COSINE,
+    "perturbed_cosine": ROUTER_PERTURBED_COSINE,
+}
+
+
+def gate_atoms(gate_coef, router, tau1):
+    """Gate atoms ``u_i``, the part of ``beta1_i`` that the gates can see.
+
+    ``beta1_i / (|beta1_i| + tau1)`` for the perturbed cosine router (a point
+    of the open unit ball), ``beta1_i / |beta1_i|`` for the cosine router
+    (a zero vector stays zero) and ``beta1_i`` for the linear router
+    (model.md section 3).
+
+    Parameters
+    ----------
+    gate_coef : ndarray of shape (n_experts, n_features)
+    router : {"linear", "cosine", "perturbed_cosine"}
+    tau1 : float
+
+    Returns
+    -------
+    ndarray of shape (n_experts, n_features)
+    """
+    gate_coef = np.asarray(gate_coef, dtype=np.float64)
+    if router == "linear":
+        return gate_coef.copy()
+    norms = np.linalg.norm(gate_coef, axis=1, keepdims=True)
+    denom = norms + (tau1 if router == "perturbed_cosine" else 0.0)
+    return np.divide(gate_coef, denom, out=np.zeros_like(gate_coef), where=denom > 0)

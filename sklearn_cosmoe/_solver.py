@@ -1,0 +1,167 @@
+"""Least-squares solvers for the mixture of experts.
+
+The fit alternates two steps until the objective stops decreasing:
+
+1. linear experts only: with the gates fixed, the experts solve an exact
+   weighted (ridge) least-squares problem (:func:`update_linear_experts`);
+2. L-BFGS-B on all parameters with the exact gradient of
+   :func:`sklearn_cosmoe._model.objective`.
+
+The start (:func:`initial_params`) uses the data: a weighted spherical
+k-means on the directions of the rows gives the router, least squares given
+those gates gives the experts.  Every step depends on ``sample_weight`` only
+through weighted sums, so integer weights and repeated rows give the same fit.
+"""
+
+import numpy as np
+from scipy import linalg
+from scipy.optimize import minimize
+
+from . import _kernels
+from ._experts import LINEARISATION
+from ._model import MoEParams, gates_and_experts, objective
+
+_KMEANS_ITER = 10
+_LBFGS_ROUND = 200  # L-BFGS iterations between two least-squares updates
+
+
+def spherical_kmeans(X, sample_weight, n_clusters, rng):
+    """Weighted k-means on the unit directions of the rows of ``X``.
+
+    Starts from random directions drawn from ``rng`` (not from rows, so the
+    result does not depend on how often a row is repeated); zero rows take
+    no part.  An empty cluster keeps its previous centre.
+
+    Returns
+    -------
+    centres : ndarray of shape (n_clusters, n_features), unit rows
+    """
+    norms = np.linalg.norm(X, axis=1)
+    keep = norms > 0
+    U = X[keep] / norms[keep, None]
+    w = sample_weight[keep]
+    centres = rng.standard_normal((n_clusters, X.shape[1]))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    for _ in range(_KMEANS_ITER):
+        labels = np.argmax(U @ centres.T, axis=1)
+        for c in range(n_clusters):
+            member = labels == c
+            total = w[member] @ U[member]
+            size = np.linalg.norm(total)
+            if size > 0:
+                centres[c] = total / size
+    return centres
+
+
+def initial_params(X, y, sample_weight, spec, n_experts, rng):
+    """A data-driven start for :func:`fit_least_squares` (module docstring)."""
+    d = X.shape[1]
+    centres = spherical_kmeans(X, sample_weight, n_experts, rng)
+    if spec.router == "linear":
+        # scores of order +-2 on rows of typical norm
+        w = sample_weight / sample_weight.sum()
+        rms = np.sqrt(w @ np.einsum("ij,ij->i", X, X)) or 1.0
+        gate_coef = centres * (2.0 * spec.temperature / rms)
+    elif spec.router == "perturbed_cosine":
+        # |u_i| = 3/4, well inside the unit ball
+        gate_coef = centres * (3.0 * spec.tau1)
+    else:
+        gate_coef = centres
+    params = MoEParams(gate_coef, np.zeros(n_experts),
+                       np.zeros((n_experts, d)), np.zeros(n_experts))
+    update_linear_experts(X, y, sample_weight, params, spec)
+    if spec.learns_output_affine:
+        # h(z) ~ h(0) + h'(0) z: choose s, c so that the feed-forward experts
+        # start as the least-squares linear experts
+        h0, h1 = LINEARISATION[spec.expert]
+        params.output_scale = 1.0 / h1
+        params.output_intercept = -h0 / h1
+    return params
+
+
+def update_linear_experts(X, y, sample_weight, params, spec):
+    """Set the expert parameters to the exact weighted ridge least squares.
+
+    With the gates fixed, ``f(x) = sum_i g_i(x) (a_i . x + b_i)`` is linear in
+    ``(a, b)``; the ridge term ``alpha/2 |a|^2`` matches the objective.
+    Modifies ``params`` in place.
+    """
+    k, d = params.shape
+    gates, _ = gates_and_experts(X, params, spec)
+    gram, rhs = _kernels.gated_gram(X, y, sample_weight, gates)
+    total = sample_weight.sum()
+    gram /= total
+    rhs /= total
+    p = d + 1
+    penalty = np.zeros(k * p)
+    for i in range(k):
+        penalty[i * p:i * p + d] = spec.alpha
+    # a tiny relative jitter keeps experts without data determined
+    jitter = 1e-10 * max(np.trace(gram) / gram.shape[0], 1e-300)
+    gram[np.diag_indices_from(gram)] += penalty + jitter
+    try:
+        coef = linalg.solve(gram, rhs, assume_a="pos")
+    except (linalg.LinAlgError, ValueError):
+        coef = linalg.lstsq(gram, rhs)[0]
+    coef = coef.reshape(k, p)
+    params.expert_coef = coef[:, :d].copy()
+    params.expert_intercept = coef[:, d].copy()
+    return params
+
+
+def fit_least_squares(X, y, sample_weight, params, spec, *, max_iter=1000,
+                      tol=1e-6, verbose=0):
+    """Minimise the objective from ``params``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float64, C-contiguous
+    y, sample_weight : ndarray of shape (n_samples,), float64
+    params : MoEParams
+        Start; not modified.
+    spec : MoESpec
+    max_iter : int
+        Total number of L-BFGS iterations.
+    tol : float
+        L-BFGS-B ``ftol`` and ``gtol``; the alternation stops when a
+        least-squares update lowers the objective by less than ``tol``
+        (relative).
+
+    Returns
+    -------
+    params : MoEParams
+    loss : float
+    n_iter : int
+    converged : bool
+    """
+    shape = params.shape
+    params = params.copy()
+    args = (X, y, sample_weight, shape, spec)
+    n_iter = 0
+    lbfgs_converged = False
+    loss = objective(params.to_vector(spec), *args)[0]
+    while True:
+        if spec.expert == "linear":
+            update_linear_experts(X, y, sample_weight, params, spec)
+            new_loss = objective(params.to_vector(spec), *args)[0]
+            gain = (loss - new_loss) / max(abs(loss), 1e-300)
+            loss = new_loss
+            if lbfgs_converged and gain <= tol:
+                return params, loss, n_iter, True
+        elif lbfgs_converged:
+            return params, loss, n_iter, True
+        if n_iter >= max_iter:
+            return params, loss, n_iter, False
+        result = minimize(
+            objective, params.to_vector(spec), args=args, jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": min(_LBFGS_ROUND, max_iter - n_iter),
+                     "ftol": tol, "gtol": tol},
+        )
+        n_iter += result.nit
+        params = MoEParams.from_vector(result.x, shape, spec)
+        loss = result.fun
+        # a line search that cannot move (nit == 0) is at its precision limit
+        lbfgs_converged = result.status == 0 or result.nit == 0
+        if verbose:
+            print(f"[CosineMoE] iter {n_iter:5d}  loss {loss:.10g}  {result.message}")
