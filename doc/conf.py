@@ -1,0 +1,112 @@
+"""Sphinx configuration of the sklearn_cosmoe documentation.
+
+Build (from the repository root; warnings are errors)::
+
+    python -m sphinx -W --keep-going -b html doc doc/_build/html
+
+The gallery (``doc/examples``) is executed during the build; set
+``SPHINX_GALLERY_PLOT=0`` in the environment to skip running it.
+"""
+
+import os
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the package, when it is not installed
+
+import sklearn_cosmoe  # noqa: E402
+
+project = "sklearn-cosmoe"
+author = "sklearn_cosmoe developers"
+copyright = "sklearn_cosmoe developers, BSD-3-Clause"
+version = release = sklearn_cosmoe.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+    "myst_parser",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+root_doc = "index"
+exclude_patterns = ["_build", "README.md", "examples", "gen_modules/backreferences"]
+templates_path = ["_templates"]
+
+# -- MathJax: macros used across the user guide ------------------------------
+mathjax3_config = {
+    "tex": {
+        "macros": {
+            "softmax": r"\operatorname{softmax}",
+            "R": r"\mathbb{R}",
+        }
+    }
+}
+
+# -- Markdown (the results page of the convergence experiment) ---------------
+myst_enable_extensions = ["dollarmath", "amsmath"]
+myst_heading_anchors = 3
+
+# -- autodoc / autosummary / numpydoc -----------------------------------------
+autosummary_generate = True
+autodoc_default_options = {"members": True}
+autodoc_typehints = "none"
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_attributes_as_param_list = True
+numpydoc_xref_param_type = False
+
+# scikit-learn's metadata-routing methods (``set_fit_request``, ...) are
+# generated on every estimator; their docstrings point into scikit-learn's own
+# documentation, which is not part of this build.
+_SKIPPED_MEMBERS = re.compile(r"^(set_\w+_request|get_metadata_routing)$")
+
+
+def _skip_member(app, what, name, obj, skip, options):
+    if _SKIPPED_MEMBERS.match(name):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_member)
+
+
+# -- sphinx-gallery ------------------------------------------------------------
+sphinx_gallery_conf = {
+    "examples_dirs": "examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "within_subsection_order": "FileNameSortKey",
+    "doc_module": ("sklearn_cosmoe",),
+    "backreferences_dir": "gen_modules/backreferences",
+    "reference_url": {"sklearn_cosmoe": None},
+    "plot_gallery": os.environ.get("SPHINX_GALLERY_PLOT", "True"),
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "show_memory": False,
+    "min_reported_time": 1,
+    "matplotlib_animations": False,
+}
+
+# -- HTML ----------------------------------------------------------------------
+html_theme = "pydata_sphinx_theme"
+html_title = f"sklearn-cosmoe {release}"
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
+html_show_sourcelink = False
+html_theme_options = {
+    "navbar_align": "left",
+    "show_prev_next": True,
+    "secondary_sidebar_items": ["page-toc"],
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version"],
+    "navigation_with_keys": False,
+}
+html_sidebars = {"index": []}
+html_context = {"default_mode": "light"}
