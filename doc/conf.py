@@ -92,6 +92,8 @@ sphinx_gallery_conf = {
     "show_memory": False,
     "min_reported_time": 1,
     "matplotlib_animations": False,
+    # show only what the examples print, not the value of a block's last line
+    "capture_repr": (),
 }
 
 # -- HTML ----------------------------------------------------------------------

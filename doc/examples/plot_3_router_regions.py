@@ -13,11 +13,11 @@ colour means one expert answers alone and a mixed colour means a blend.
 * The **cosine** router sees only the direction of ``x``: its regions are
   cones with their apex at the origin.
 * The **perturbed cosine** router has the same cones far from the origin and a
-  soft core of radius about ``tau2`` around it, where the experts are blended.
+  soft core around it, where the experts are blended; the core grows with
+  ``tau2`` and ``temperature``.
 
 The data have three regimes that are sectors of the plane (cones from the
-origin), so the cosine routers match them exactly and the linear router must
-approximate them.
+origin).
 """
 
 # %%
@@ -104,9 +104,10 @@ fig.suptitle("Gate weights $g(x)$ as RGB: one colour channel per expert")
 #
 # * The cosine router's blending zones (mixed colours) are wedges of constant
 #   angle: how sharply it switches depends only on the direction of ``x``.
-# * The perturbed cosine router has the same wedges far from the origin and
-#   blends all experts in a core of radius about ``tau2 = 1`` around it, where
-#   ``|x| / (|x| + tau2)`` damps the cosine term.
+# * The perturbed cosine router has the same wedges far from the origin; close
+#   to it the factor ``|x| / (|x| + tau2)`` damps the cosine term, so the
+#   experts blend in a core around the origin.  At this low temperature the
+#   core is tiny; it grows with ``temperature`` and ``tau2``.
 # * The linear router switches more sharply the further a row is from the
 #   origin (its scores grow with ``|x|``).  Three sectors meeting at one point
 #   are exactly what a linear softmax with three experts draws, which is why
