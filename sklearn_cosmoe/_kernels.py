@@ -277,50 +277,45 @@ def gated_gram(X, y, sample_weight, gates):
 
     With ``z_n = (g_1(x_n) [x_n, 1], ..., g_k(x_n) [x_n, 1])`` returns
     ``sum_n w_n z_n z_n^T`` and ``sum_n w_n z_n y_n``; the unknowns are
-    ordered ``(a_1, b_1, ..., a_k, b_k)``.
+    ordered ``(a_1, b_1, ..., a_k, b_k)``.  Only the upper triangle is
+    accumulated; the lower one is copied from it.
     """
     n, d = X.shape
     k = gates.shape[1]
     p = d + 1
     m = k * p
     n_blk = n_blocks(n)
-    partial = np.zeros((n_blk, m, m))
+    partial = np.zeros((n_blk, m * m))
     partial_rhs = np.zeros((n_blk, m))
     for blk in prange(n_blk):
         start, stop = _block_bounds(blk, n, n_blk)
-        gram = partial[blk]
-        rhs = partial_rhs[blk]
-        xt = np.empty(p)
-        xt[d] = 1.0
+        blk_gram = partial[blk]
+        blk_rhs = partial_rhs[blk]
+        z = np.empty(m)
         for row in range(start, stop):
             w = sample_weight[row]
             if w == 0.0:
                 continue
-            for j in range(d):
-                xt[j] = X[row, j]
             for i in range(k):
-                gi = w * gates[row, i]
-                if gi == 0.0:
+                g = gates[row, i]
+                for j in range(d):
+                    z[i * p + j] = g * X[row, j]
+                z[i * p + d] = g
+            wy = w * y[row]
+            for a in range(m):
+                za = w * z[a]
+                if za == 0.0:
                     continue
-                for j in range(p):
-                    rhs[i * p + j] += gi * xt[j] * y[row]
-                for ll in range(i, k):
-                    gil = gi * gates[row, ll]
-                    if gil == 0.0:
-                        continue
-                    for j in range(p):
-                        v = gil * xt[j]
-                        for jj in range(p):
-                            gram[i * p + j, ll * p + jj] += v * xt[jj]
+                blk_rhs[a] += z[a] * wy
+                row_a = a * m
+                for b in range(a, m):
+                    blk_gram[row_a + b] += za * z[b]
     gram = np.zeros((m, m))
     rhs = np.zeros(m)
     for blk in range(n_blk):
-        gram += partial[blk]
+        gram += partial[blk].reshape((m, m))
         rhs += partial_rhs[blk]
-    # fill the lower blocks from the upper ones
-    for i in range(k):
-        for ll in range(i + 1, k):
-            for j in range(p):
-                for jj in range(p):
-                    gram[ll * p + jj, i * p + j] = gram[i * p + j, ll * p + jj]
+    for a in range(m):
+        for b in range(a):
+            gram[a, b] = gram[b, a]
     return gram, rhs
