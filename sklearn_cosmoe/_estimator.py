@@ -233,9 +233,7 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
                              order="C")
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                              ensure_non_negative=True)
-        total = sample_weight.sum()
-        if not total > 0:
-            raise ValueError("sample_weight must have a positive sum.")
+        total = sample_weight.sum()  # > 0: checked non-negative and not all zero
         y_mean = sample_weight @ y / total
         y_scale = np.sqrt(sample_weight @ (y - y_mean) ** 2 / total)
         if not y_scale > 0:

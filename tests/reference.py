@@ -1,0 +1,48 @@
+"""Plain NumPy formulas of model.md, written independently of the kernels."""
+
+import numpy as np
+from scipy.special import erf
+
+
+def scores(X, gate_coef, gate_intercept, router, tau1=1.0, tau2=1.0, temperature=1.0):
+    dots = X @ gate_coef.T
+    if router == "linear":
+        kappa = dots
+    else:
+        if router == "cosine":
+            tau1 = tau2 = 0.0
+        denom = np.outer(np.linalg.norm(X, axis=1) + tau2,
+                         np.linalg.norm(gate_coef, axis=1) + tau1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            kappa = np.where(denom > 0, dots / denom, 0.0)
+    return kappa / temperature + gate_intercept
+
+
+def gates(s, top_k=None):
+    s = np.array(s, dtype=float)
+    if top_k is not None:
+        # keep the K largest (stable: lower index wins ties)
+        order = np.argsort(-s, axis=1, kind="stable")
+        mask = np.zeros_like(s, dtype=bool)
+        np.put_along_axis(mask, order[:, :top_k], True, axis=1)
+        s = np.where(mask, s, -np.inf)
+    e = np.exp(s - s.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+ACTIVATIONS = {
+    "linear": lambda z: z,
+    "tanh": np.tanh,
+    "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+    "gelu": lambda z: 0.5 * z * (1 + erf(z / np.sqrt(2))),
+}
+
+
+def experts(X, expert_coef, expert_intercept, expert):
+    return ACTIVATIONS[expert](X @ expert_coef.T + expert_intercept)
+
+
+def predict(X, p, router, expert, tau1=1.0, tau2=1.0, temperature=1.0, top_k=None):
+    g = gates(scores(X, p.gate_coef, p.gate_intercept, router, tau1, tau2, temperature), top_k)
+    h = experts(X, p.expert_coef, p.expert_intercept, expert)
+    return p.output_intercept + p.output_scale * (g * h).sum(axis=1)

@@ -1,0 +1,119 @@
+"""Kernels against the plain NumPy formulas of model.md."""
+
+import numba
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.optimize import check_grad
+
+from sklearn_cosmoe import _kernels
+from sklearn_cosmoe._model import MoESpec, gates_and_experts, objective, predict
+
+from . import reference
+from .conftest import EXPERTS, ROUTERS, random_params
+
+
+@pytest.mark.parametrize("top_k", [None, 1, 2])
+@pytest.mark.parametrize("router", ROUTERS)
+def test_gates_match_numpy(small_data, router, top_k):
+    X, _, _ = small_data
+    rng = np.random.default_rng(1)
+    p = random_params(rng, 4, 3)
+    spec = MoESpec(router=router, tau1=0.5, tau2=0.3, temperature=0.7, top_k=top_k)
+    gates, _ = gates_and_experts(X, p, spec)
+    s = reference.scores(X, p.gate_coef, p.gate_intercept, router, 0.5, 0.3, 0.7)
+    assert_allclose(gates, reference.gates(s, top_k), rtol=1e-12, atol=1e-15)
+    assert_allclose(gates.sum(axis=1), 1.0, rtol=1e-14)
+    if top_k is not None:
+        assert_array_equal((gates > 0).sum(axis=1), top_k)
+
+
+@pytest.mark.parametrize("expert", EXPERTS)
+def test_experts_and_predict_match_numpy(small_data, expert):
+    X, _, _ = small_data
+    p = random_params(np.random.default_rng(2), 3, 3)
+    spec = MoESpec(expert=expert, tau1=0.5, tau2=0.3)
+    _, outputs = gates_and_experts(X, p, spec)
+    assert_allclose(outputs, reference.experts(X, p.expert_coef, p.expert_intercept, expert),
+                    rtol=1e-12, atol=1e-14)
+    assert_allclose(predict(X, p, spec),
+                    reference.predict(X, p, "perturbed_cosine", expert, 0.5, 0.3),
+                    rtol=1e-12)
+
+
+def test_zero_row_under_cosine_router_scores_its_bias():
+    """A zero row has cosine term 0: its gates are softmax(beta0), never NaN."""
+    p = random_params(np.random.default_rng(3), 3, 2)
+    X = np.zeros((2, 2))
+    gates, _ = gates_and_experts(X, p, MoESpec(router="cosine"))
+    expected = np.exp(p.gate_intercept) / np.exp(p.gate_intercept).sum()
+    assert_allclose(gates, np.tile(expected, (2, 1)), rtol=1e-14)
+
+
+def test_softmax_is_stable_for_huge_scores():
+    p = random_params(np.random.default_rng(4), 3, 2)
+    p.gate_intercept = np.array([1000.0, 999.0, -1000.0])
+    gates, _ = gates_and_experts(np.ones((1, 2)), p, MoESpec(temperature=1e-3))
+    assert np.all(np.isfinite(gates))
+    assert_allclose(gates.sum(), 1.0)
+
+
+@pytest.mark.parametrize("top_k", [None, 2])
+@pytest.mark.parametrize("expert", EXPERTS)
+@pytest.mark.parametrize("router", ROUTERS)
+def test_gradient_matches_finite_differences(small_data, router, expert, top_k):
+    X, y, w = small_data
+    k, d = 4, X.shape[1]
+    p = random_params(np.random.default_rng(5), k, d)
+    spec = MoESpec(router=router, expert=expert, top_k=top_k, alpha=0.1,
+                   temperature=0.5, tau1=0.5, tau2=0.3)
+    theta = p.to_vector(spec)
+
+    def loss(t):
+        return objective(t, X, y, w, (k, d), spec)[0]
+
+    def grad(t):
+        return objective(t, X, y, w, (k, d), spec)[1]
+
+    assert check_grad(loss, grad, theta) < 1e-6 * np.linalg.norm(grad(theta))
+
+
+def test_loss_matches_numpy(small_data):
+    X, y, w = small_data
+    p = random_params(np.random.default_rng(6), 3, 3)
+    spec = MoESpec(expert="tanh", alpha=0.2, tau1=0.5, tau2=0.3)
+    loss, _ = objective(p.to_vector(spec), X, y, w, (3, 3), spec)
+    r = y - reference.predict(X, p, "perturbed_cosine", "tanh", 0.5, 0.3)
+    expected = 0.5 * w @ r**2 / w.sum() + 0.1 * np.sum(p.expert_coef**2)
+    assert_allclose(loss, expected, rtol=1e-12)
+
+
+def test_gated_gram_matches_numpy(small_data):
+    X, y, w = small_data
+    p = random_params(np.random.default_rng(7), 3, 3)
+    gates, _ = gates_and_experts(X, p, MoESpec())
+    gram, rhs = _kernels.gated_gram(X, y, w, gates)
+    Xt = np.hstack([X, np.ones((len(X), 1))])
+    Z = (gates[:, :, None] * Xt[:, None, :]).reshape(len(X), -1)
+    assert_allclose(gram, Z.T @ (w[:, None] * Z), rtol=1e-12, atol=1e-13)
+    assert_allclose(rhs, Z.T @ (w * y), rtol=1e-12, atol=1e-13)
+
+
+def test_reductions_do_not_depend_on_thread_count():
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((5000, 4))
+    y = rng.standard_normal(5000)
+    w = np.ones(5000)
+    p = random_params(rng, 3, 4)
+    spec = MoESpec()
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(threads)
+            results.append(objective(p.to_vector(spec), X, y, w, (3, 4), spec))
+    finally:
+        numba.set_num_threads(before)
+    for loss, grad in results[1:]:
+        assert loss == results[0][0]
+        assert_array_equal(grad, results[0][1])
