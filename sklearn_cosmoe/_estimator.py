@@ -69,7 +69,7 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
     top_k : int or None, default=None
         ``None`` for dense gates; an int ``K < n_experts`` takes the softmax
         over the ``K`` largest scores and sets the other gates to 0.
-    alpha : float, default=1e-6
+    alpha : float, default=1e-4
         Ridge penalty :math:`\frac{\alpha}{2}\|A\|_F^2` on the expert
         coefficients (and on the gate coefficients under the linear router),
         on the scale of the standardized target.  Keeps over-specified fits
@@ -172,7 +172,7 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
         temperature=1.0,
         expert="linear",
         top_k=None,
-        alpha=1e-6,
+        alpha=1e-4,
         max_iter=1000,
         tol=1e-7,
         n_init=1,
