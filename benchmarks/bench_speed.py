@@ -1,0 +1,763 @@
+"""Speed of sklearn_cosmoe against what a user would otherwise write (issue 5).
+
+One process, one command; every ratio printed here was measured in this run::
+
+    python benchmarks/bench_speed.py            # full run (n = 1e4, 1e5, 1e6)
+    python benchmarks/bench_speed.py --quick    # a minute: n = 1e4 only, small budgets
+
+Implementations of the *same* model and objective (perturbed cosine router,
+``tau1 = tau2 = 1``, temperature 1, linear experts, dense gates, the
+estimator's default ridge ``alpha`` on the expert coefficients, ``d = 10``):
+
+(a) the package: ``sklearn_cosmoe._model.objective`` (numba, fused loss and
+    gradient) driven by ``sklearn_cosmoe._solver.fit_least_squares`` (exact
+    least squares for the experts alternating with L-BFGS-B);
+(b) NumPy + scipy: :func:`_common.numpy_objective`, vectorised NumPy written
+    again from model.md section 2, minimised by ``scipy.optimize.minimize``
+    (L-BFGS-B, exact gradient);
+(c) PyTorch float64 on the CPU (:func:`_common.torch_loss_fn`, autograd):
+    full-batch Adam with a learning rate tuned on a grid, and
+    ``torch.optim.LBFGS`` (strong Wolfe line search).
+
+Sections: correctness of (b) and (c) against (a); time per loss+gradient
+evaluation; time to reach the same training loss (the best loss any method
+reached, plus 1 %) from the same random start and from each method's best
+start; ``CosineMoERegressor.fit`` wall time, iterations, growth 1e5 -> 1e6
+and peak memory; ``MLPRegressor`` with as many parameters; predict
+throughput; scaling curves in n, d and k (a figure).
+
+Results go to ``benchmarks/results/speed.md`` (tables), ``speed.json`` (raw)
+and ``speed_*.png`` (figures).
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import tracemalloc
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import scipy
+import sklearn
+from scipy.optimize import minimize
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import r2_score
+from sklearn.neural_network import MLPRegressor
+from sklearn.utils import check_random_state
+
+import sklearn_cosmoe
+from sklearn_cosmoe import CosineMoERegressor, _solver
+from sklearn_cosmoe._model import MoEParams, MoESpec, objective
+from sklearn_cosmoe._solver import fit_least_squares, initial_params
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (fmt_time, make_model_data, numpy_objective,  # noqa: E402
+                     time_call, torch_loss_fn)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+D = 10
+# the estimator's defaults (ridge alpha included)
+SPEC = MoESpec(router="perturbed_cosine", tau1=1.0, tau2=1.0, temperature=1.0,
+               alpha=CosineMoERegressor().alpha)
+ADAM_LRS = (0.3, 0.1, 0.03, 0.01, 0.003)
+REL_TARGET = 0.01          # target = best loss reached by any method * (1 + 1 %)
+STALL_EVALS = 500          # a baseline stops when its best loss has not improved
+STALL_REL = 1e-10          # by this (relative) over this many evaluations
+
+
+def log(*args):
+    print(*args, flush=True)
+
+
+# --------------------------------------------------------------------------
+# traces of the loss against wall time
+# --------------------------------------------------------------------------
+class _Stop(Exception):
+    """Raised from inside an objective to end a run (budget or stall)."""
+
+
+class Trace:
+    """Loss of every evaluation against wall time since :meth:`start`."""
+
+    def __init__(self, budget):
+        self.budget = budget
+        self.times, self.losses = [], []
+        self.best = np.inf
+        self.best_at = 0
+        self.status = "converged"
+
+    def start(self):
+        self.t0 = time.perf_counter()
+
+    def record(self, loss, stall=True):
+        t = time.perf_counter() - self.t0
+        loss = float(loss)
+        self.times.append(t)
+        self.losses.append(loss)
+        if loss < self.best * (1 - STALL_REL):
+            self.best, self.best_at = loss, len(self.losses)
+        elif loss < self.best:
+            self.best = loss
+        if t > self.budget:
+            self.status = "budget"
+            raise _Stop
+        if stall and len(self.losses) - self.best_at > STALL_EVALS:
+            self.status = "stalled"
+            raise _Stop
+
+    def time_to(self, target):
+        """(time, evaluations) when a loss <= target was first evaluated, or None."""
+        hits = np.flatnonzero(np.asarray(self.losses) <= target)
+        if hits.size == 0:
+            return None, None
+        return self.times[hits[0]], int(hits[0]) + 1
+
+    def summary(self):
+        return {"status": self.status, "best_loss": self.best,
+                "evals": len(self.losses),
+                "time": self.times[-1] if self.times else 0.0}
+
+
+def run_package(X, y, w, k, theta0, budget):
+    """The package's solver; ``theta0=None`` uses its data-driven start (timed)."""
+    trace = Trace(budget)
+    original = _solver.objective
+
+    def traced(theta, *args):
+        out = original(theta, *args)
+        trace.record(out[0], stall=False)
+        return out
+
+    _solver.objective = traced
+    try:
+        trace.start()
+        if theta0 is None:
+            params0 = initial_params(X, y, w, SPEC, k, check_random_state(0))
+        else:
+            params0 = MoEParams.from_vector(theta0.copy(), (k, X.shape[1]), SPEC)
+        fit_least_squares(X, y, w, params0, SPEC, max_iter=100_000, tol=1e-10)
+    except _Stop:
+        pass
+    finally:
+        _solver.objective = original
+    if not trace.losses:
+        raise RuntimeError("the package's solver no longer calls _solver.objective; "
+                           "update run_package")
+    return trace
+
+
+def run_numpy(X, y, w, k, theta0, budget):
+    trace = Trace(budget)
+
+    def fun(theta):
+        out = numpy_objective(theta, X, y, w, k, SPEC)
+        trace.record(out[0])
+        return out
+
+    trace.start()
+    try:
+        minimize(fun, theta0.copy(), jac=True, method="L-BFGS-B",
+                 options={"maxiter": 10**6, "maxfun": 10**7, "ftol": 1e-15,
+                          "gtol": 1e-10})
+    except _Stop:
+        pass
+    return trace
+
+
+def run_torch_adam(X, y, w, k, theta0, budget, lr):
+    import torch
+
+    loss_fn = torch_loss_fn(X, y, w, k, SPEC)
+    trace = Trace(budget)
+    theta = torch.tensor(theta0, requires_grad=True)
+    opt = torch.optim.Adam([theta], lr=lr)
+    trace.start()
+    try:
+        while True:
+            opt.zero_grad()
+            loss = loss_fn(theta)
+            loss.backward()
+            trace.record(loss.item())
+            opt.step()
+    except _Stop:
+        pass
+    return trace
+
+
+def run_torch_lbfgs(X, y, w, k, theta0, budget):
+    import torch
+
+    loss_fn = torch_loss_fn(X, y, w, k, SPEC)
+    trace = Trace(budget)
+    theta = torch.tensor(theta0, requires_grad=True)
+    opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=100, history_size=10,
+                            tolerance_grad=1e-10, tolerance_change=1e-15,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn(theta)
+        loss.backward()
+        trace.record(loss.item())
+        return loss
+
+    trace.start()
+    try:
+        while True:
+            before = len(trace.losses)
+            opt.step(closure)
+            if len(trace.losses) - before <= 1:   # nothing left to do
+                break
+    except _Stop:
+        pass
+    return trace
+
+
+def random_start(k, d, seed=0):
+    """PyTorch's ``nn.Linear`` default: every entry uniform on +-1/sqrt(d)."""
+    rng = np.random.default_rng([seed, k, d])
+    bound = 1.0 / np.sqrt(d)
+    return rng.uniform(-bound, bound, 2 * k * d + 2 * k)
+
+
+def best_start(X, y, w, k):
+    """The package's data-driven start (spherical k-means + least squares)."""
+    return initial_params(X, y, w, SPEC, k, check_random_state(0)).to_vector(SPEC)
+
+
+def race_data(n, k):
+    X, y, _, _, _ = make_model_data(n, D, k, router=SPEC.router,
+                                    temperature=SPEC.temperature, seed=0)
+    y = (y - y.mean()) / y.std()      # the estimator's standardized target
+    return X, y, np.ones(n)
+
+
+# --------------------------------------------------------------------------
+# sections
+# --------------------------------------------------------------------------
+def check_correctness():
+    """(b) and (c) against the package's objective, every router, with weights."""
+    import torch
+
+    rows = []
+    for router in ("perturbed_cosine", "cosine", "linear"):
+        X, y, _, _, spec = make_model_data(3000, D, 4, router=router,
+                                           temperature=0.5, seed=1)
+        spec = replace(spec, alpha=1e-3)
+        rng = np.random.default_rng(0)
+        theta = rng.standard_normal(2 * 4 * D + 2 * 4)
+        w = rng.uniform(0.5, 2.0, len(y))
+        lp, gp = objective(theta, X, y, w, (4, D), spec)
+        ln, gn = numpy_objective(theta, X, y, w, 4, spec)
+        t = torch.tensor(theta, requires_grad=True)
+        lt = torch_loss_fn(X, y, w, 4, spec)(t)
+        lt.backward()
+        scale = np.abs(gp).max()
+        err = {"router": router,
+               "numpy_loss": abs(ln - lp) / abs(lp),
+               "numpy_grad": np.abs(gn - gp).max() / scale,
+               "torch_loss": abs(lt.item() - lp) / abs(lp),
+               "torch_grad": np.abs(t.grad.numpy() - gp).max() / scale}
+        rows.append(err)
+        log(f"  {router:17s} numpy: loss {err['numpy_loss']:.1e} grad {err['numpy_grad']:.1e}"
+            f" | torch: loss {err['torch_loss']:.1e} grad {err['torch_grad']:.1e}")
+    worst = max(max(v for key, v in r.items() if key != "router") for r in rows)
+    if worst > 1e-10:
+        raise SystemExit(f"implementations disagree (relative error {worst:.1e} > 1e-10)")
+    log(f"  all agree: worst relative error {worst:.1e} (<= 1e-10)")
+    return rows
+
+
+def eval_times(n, k, d=D, *, with_numpy=True, with_torch=True, min_time=0.5):
+    """Median time of one loss+gradient evaluation, each implementation."""
+    import torch
+
+    X, y, _, _, _ = make_model_data(n, d, k, seed=0)
+    w = np.ones(n)
+    theta = random_start(k, d)
+    out = {"package": time_call(lambda: objective(theta, X, y, w, (k, d), SPEC),
+                                min_time=min_time)}
+    if with_numpy:
+        out["numpy"] = time_call(lambda: numpy_objective(theta, X, y, w, k, SPEC),
+                                 min_time=min_time)
+    if with_torch:
+        loss_fn = torch_loss_fn(X, y, w, k, SPEC)
+        t = torch.tensor(theta, requires_grad=True)
+
+        def step():
+            t.grad = None
+            loss_fn(t).backward()
+            return t.grad
+
+        out["torch"] = time_call(step, min_time=min_time)
+    return out
+
+
+def tune_adam(X, y, w, k, theta0, budget):
+    best_lr, best_loss, losses = None, np.inf, {}
+    for lr in ADAM_LRS:
+        trace = run_torch_adam(X, y, w, k, theta0, budget, lr)
+        losses[lr] = trace.best
+        if trace.best < best_loss:
+            best_lr, best_loss = lr, trace.best
+    return best_lr, losses
+
+
+def race(n, k, start, budget, adam_lr):
+    """All methods from one start on one data set; returns a result dict."""
+    X, y, w = race_data(n, k)
+    if start == "random":
+        theta0 = random_start(k, D)
+        runs = {"package": lambda: run_package(X, y, w, k, theta0, budget)}
+    else:
+        theta0 = best_start(X, y, w, k)
+        runs = {"package": lambda: run_package(X, y, w, k, None, budget)}
+    runs.update({
+        "numpy+scipy L-BFGS-B": lambda: run_numpy(X, y, w, k, theta0, budget),
+        f"torch Adam (lr {adam_lr})": lambda: run_torch_adam(X, y, w, k, theta0,
+                                                            budget, adam_lr),
+        "torch LBFGS": lambda: run_torch_lbfgs(X, y, w, k, theta0, budget),
+    })
+    traces = {name: run() for name, run in runs.items()}
+    best = min(t.best for t in traces.values())
+    target = best * (1 + REL_TARGET)
+    result = {"n": n, "k": k, "start": start, "budget": budget, "best_loss": best,
+              "target": target, "methods": {}}
+    t_pkg = traces["package"].time_to(target)[0]
+    for name, trace in traces.items():
+        t_hit, e_hit = trace.time_to(target)
+        entry = trace.summary()
+        entry.update({"time_to_target": t_hit, "evals_to_target": e_hit,
+                      "ratio": (t_hit / t_pkg if t_hit is not None and t_pkg
+                                else None),
+                      "trace": [trace.times, trace.losses]})
+        result["methods"][name] = entry
+    return result
+
+
+def race_line(res):
+    parts = []
+    for name, m in res["methods"].items():
+        if m["time_to_target"] is None:
+            why = "> budget" if m["status"] == "budget" else f"stuck at {m['best_loss']:.5g}"
+            parts.append(f"{name}: {why} ({m['evals']} evals, {fmt_time(m['time'])})")
+        else:
+            ratio = "" if m["ratio"] is None or name == "package" else f" = {m['ratio']:.1f}x"
+            parts.append(f"{name}: {fmt_time(m['time_to_target'])} "
+                         f"({m['evals_to_target']} evals){ratio}")
+    return "; ".join(parts)
+
+
+def fit_estimator(n, k=4, d=D, seed=0, max_iter=1000):
+    X, y, _, _, _ = make_model_data(n, d, k, seed=seed)
+    reg = CosineMoERegressor(n_experts=k, random_state=0, max_iter=max_iter)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        t0 = time.perf_counter()
+        reg.fit(X, y)
+        elapsed = time.perf_counter() - t0
+    return {"n": n, "d": d, "k": k, "time": elapsed, "n_iter": int(reg.n_iter_),
+            "loss": float(reg.loss_), "converged": bool(reg.converged_),
+            "time_per_iter": elapsed / max(reg.n_iter_, 1)}, reg, X
+
+
+def _hwm_kib():
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1])
+    return None
+
+
+def peak_memory(n, k=4):
+    X, y, _, _, _ = make_model_data(n, D, k, seed=0)
+    reg = CosineMoERegressor(n_experts=k, random_state=0)
+    out = {"n": n, "X_bytes": X.nbytes}
+    # resident set high-water mark (sees numba's own allocations too)
+    try:
+        rss0 = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            reg.fit(X, y)
+        out["rss_peak_extra"] = _hwm_kib() * 1024 - rss0
+    except OSError:
+        out["rss_peak_extra"] = None
+    tracemalloc.start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg.fit(X, y)
+    out["tracemalloc_peak"] = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return out
+
+
+def mlp_comparison(n, k=4, n_test=10**6):
+    X, y, _, _, _ = make_model_data(n, D, k, seed=0)
+    X_test, y_test, f_test, _, _ = make_model_data(n_test, D, k, seed=0, sample_seed=1)
+    n_params = 2 * k * D + 2 * k
+    hidden = max(1, round((n_params - 1) / (D + 2)))
+    out = {"n": n, "n_test": n_test, "moe_params": n_params, "mlp_hidden": hidden,
+           "mlp_params": hidden * (D + 2) + 1,
+           "noise_limit_r2": r2_score(y_test, f_test)}
+    models = {"CosineMoERegressor": CosineMoERegressor(n_experts=k, random_state=0),
+              f"MLPRegressor(({hidden},))": MLPRegressor(hidden_layer_sizes=(hidden,),
+                                                         random_state=0, max_iter=200)}
+    for name, model in models.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            t0 = time.perf_counter()
+            model.fit(X, y)
+            fit_time = time.perf_counter() - t0
+        model.predict(X_test[:1000])
+        t_pred = time_call(lambda m=model: m.predict(X_test), min_time=1.0, warmup=0,
+                           max_repeat=5)
+        out[name] = {"fit_time": fit_time, "test_r2": r2_score(y_test, model.predict(X_test)),
+                     "predict_rows_per_s": n_test / t_pred,
+                     "n_iter": int(model.n_iter_)}
+    return out
+
+
+def scaling(ns, ds, ks, *, base_n=100_000, with_baselines=True):
+    rows = []
+    for axis, values in (("n", ns), ("d", ds), ("k", ks)):
+        for v in values:
+            n, d, k = base_n, D, 4
+            if axis == "n":
+                n = v
+            elif axis == "d":
+                d = v
+            else:
+                k = v
+            t = eval_times(n, k, d, with_numpy=with_baselines, with_torch=with_baselines,
+                           min_time=0.3)
+            fit = fit_estimator(n, k, d)[0]
+            row = {"axis": axis, "n": n, "d": d, "k": k, **{f"eval_{m}": s for m, s in t.items()},
+                   "fit_time": fit["time"], "fit_iter": fit["n_iter"],
+                   "fit_time_per_iter": fit["time_per_iter"]}
+            rows.append(row)
+            log(f"  {axis}={v:>8}: eval " + ", ".join(f"{m} {fmt_time(s)}" for m, s in t.items())
+                + f"; fit {fmt_time(fit['time'])} ({fit['n_iter']} it)")
+    return rows
+
+
+# --------------------------------------------------------------------------
+# figures and report
+# --------------------------------------------------------------------------
+def plot_scaling(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
+    labels = {"eval_package": "sklearn_cosmoe (numba)", "eval_numpy": "NumPy",
+              "eval_torch": "PyTorch autograd"}
+    for col, axis in enumerate(("n", "d", "k")):
+        sub = [r for r in rows if r["axis"] == axis]
+        x = [r[axis] for r in sub]
+        ax = axes[0, col]
+        for key, label in labels.items():
+            if key in sub[0]:
+                ax.plot(x, [r[key] for r in sub], "o-", label=label)
+        ax.set(xscale="log", yscale="log", xlabel=axis, ylabel="s per loss+gradient",
+               title=f"one evaluation vs {axis}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax = axes[1, col]
+        ax.plot(x, [r["fit_time"] for r in sub], "o-", label="fit (wall time)")
+        ax.plot(x, [r["fit_time_per_iter"] for r in sub], "s--", label="fit / iteration")
+        ax.set(xscale="log", yscale="log", xlabel=axis, ylabel="s",
+               title=f"CosineMoERegressor.fit vs {axis}")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0, 0].legend()
+    axes[1, 0].legend()
+    base = [r for r in rows if r["axis"] == "d"]
+    fixed = f"defaults: n = {base[0]['n']:.0e}, d = 10, k = 4" if base else ""
+    fig.suptitle(f"Scaling ({fixed}; perturbed cosine router, linear experts)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_race(res, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, m in res["methods"].items():
+        t, loss = map(np.asarray, m["trace"])
+        if t.size:
+            ax.plot(t, np.minimum.accumulate(loss), label=name)
+    ax.axhline(res["target"], color="k", ls=":", label="target (best + 1 %)")
+    ax.set(xscale="log", yscale="log", xlabel="wall time (s)", ylabel="training loss",
+           title=f"n = {res['n']:.0e}, d = {D}, k = {res['k']}, {res['start']} start")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(report, path):
+    L = ["# Speed benchmark", "",
+         f"Command: `{report['command']}`  ",
+         f"Machine: {report['machine']}  ",
+         f"Versions: {report['versions']}  ",
+         f"Total run time: {report['total_time']:.0f} s", "",
+         "Model: perturbed cosine router (tau1 = tau2 = 1, temperature 1), linear experts, "
+         f"dense gates, alpha = {SPEC.alpha:g}, d = 10, data drawn from the model (noise-limit "
+         "R² 0.9), target standardized.", "",
+         "## Correctness of the baselines", "",
+         "Relative error against `sklearn_cosmoe._model.objective` (random parameters, "
+         "random weights, alpha = 1e-3, temperature 0.5):", "",
+         "| router | NumPy loss | NumPy grad | torch loss | torch grad |",
+         "|---|---|---|---|---|"]
+    for r in report["correctness"]:
+        L.append(f"| {r['router']} | {r['numpy_loss']:.1e} | {r['numpy_grad']:.1e} | "
+                 f"{r['torch_loss']:.1e} | {r['torch_grad']:.1e} |")
+    L += ["", "## One loss+gradient evaluation", "",
+          "Median wall time; ratio = other / package (goal: >= 2x vs torch at n >= 1e5, "
+          ">= 10x vs NumPy at n = 1e5, k = 8).", "",
+          "| n | k | package | NumPy | torch autograd | NumPy / package | torch / package |",
+          "|---|---|---|---|---|---|---|"]
+    for r in report["eval"]:
+        L.append(f"| {r['n']:.0e} | {r['k']} | {fmt_time(r['package'])} | "
+                 f"{fmt_time(r['numpy'])} | {fmt_time(r['torch'])} | "
+                 f"{r['numpy'] / r['package']:.1f}x | {r['torch'] / r['package']:.1f}x |")
+    L += ["", "## Time to the same training loss", "",
+          "Target: the lowest loss any method reached, plus 1 %. Ratio = method's time / "
+          "package's time. *random*: every method from the same random start (PyTorch "
+          "`nn.Linear` style, uniform on ±1/sqrt(d)). *best*: the package from its own "
+          "data-driven start (spherical k-means + least squares; its time included), "
+          "the baselines from that same start handed to them for free. "
+          f"Adam learning rate tuned on {list(ADAM_LRS)} at the smallest n "
+          "(lowest loss within the tuning budget). Each run is capped by a time budget; "
+          "'> budget' means it had not reached the target when the budget ran out.", "",
+          "| n | k | start | budget | target | package | NumPy+scipy | torch Adam | "
+          "torch LBFGS |", "|---|---|---|---|---|---|---|---|---|"]
+    for res in report["race"]:
+        cells = []
+        for name, m in res["methods"].items():
+            if m["time_to_target"] is None:
+                cells.append("> budget" if m["status"] == "budget"
+                             else f"stuck ({m['best_loss']:.4g})")
+            elif name == "package":
+                cells.append(f"{fmt_time(m['time_to_target'])} ({m['evals_to_target']} ev)")
+            elif m["ratio"] is None:
+                cells.append(f"{fmt_time(m['time_to_target'])}")
+            else:
+                cells.append(f"{fmt_time(m['time_to_target'])} = **{m['ratio']:.1f}x**")
+        L.append(f"| {res['n']:.0e} | {res['k']} | {res['start']} | {res['budget']:.0f} s | "
+                 f"{res['target']:.5g} | " + " | ".join(cells) + " |")
+    L += ["", "Adam learning rates chosen: " + ", ".join(
+        f"k={k} {s}: {lr}" for (k, s), lr in report["adam_lr"].items()), ""]
+    fit = report["fit"]
+    if fit:
+        L += ["## `CosineMoERegressor.fit` (k = 4, model data, defaults)", "",
+              "| n | wall time | iterations | time / iteration | final loss | converged |",
+              "|---|---|---|---|---|---|"]
+        for r in fit["runs"]:
+            L.append(f"| {r['n']:.0e} | {fmt_time(r['time'])} | {r['n_iter']} | "
+                     f"{fmt_time(r['time_per_iter'])} | {r['loss']:.6g} | {r['converged']} |")
+        if "growth" in fit:
+            L += ["", f"Growth 1e5 -> 1e6: wall time {fit['growth']:.1f}x, time per "
+                  f"iteration {fit['growth_per_iter']:.1f}x (goal <= 11x)."]
+        L.append("")
+    for m in report["memory"]:
+        rss = ("n/a" if m["rss_peak_extra"] is None
+               else f"{m['rss_peak_extra'] / 2**20:.1f} MiB = {m['rss_peak_extra'] / m['X_bytes']:.2f}x X")
+        L += [f"Peak memory of fit at n = {m['n']:.0e} (X is {m['X_bytes'] / 2**20:.1f} MiB): "
+              f"tracemalloc {m['tracemalloc_peak'] / 2**20:.1f} MiB = "
+              f"{m['tracemalloc_peak'] / m['X_bytes']:.2f}x X (goal <= 3x); "
+              f"resident-set high-water mark above the start {rss}.", ""]
+    mlp = report["mlp"]
+    if mlp:
+        L += [f"## Against `MLPRegressor` (n = {mlp['n']:.0e} train, {mlp['n_test']:.0e} test)",
+              "",
+              f"MoE: {mlp['moe_params']} parameters; MLP: one hidden layer of "
+              f"{mlp['mlp_hidden']} units ({mlp['mlp_params']} parameters), default Adam. "
+              f"Noise-limit test R²: {mlp['noise_limit_r2']:.4f}.", "",
+              "| model | fit time | iterations | test R² | predict rows/s |",
+              "|---|---|---|---|---|"]
+        for name, r in mlp.items():
+            if isinstance(r, dict):
+                L.append(f"| {name} | {fmt_time(r['fit_time'])} | {r['n_iter']} | "
+                         f"{r['test_r2']:.4f} | {r['predict_rows_per_s']:.3g} |")
+        L.append("")
+    if report["scaling"]:
+        L += ["## Scaling", "", "![scaling](speed_scaling.png)", "",
+              "| axis | n | d | k | eval package | eval NumPy | eval torch | fit | iterations |",
+              "|---|---|---|---|---|---|---|---|---|"]
+        for r in report["scaling"]:
+            L.append(f"| {r['axis']} | {r['n']:.0e} | {r['d']} | {r['k']} | "
+                     f"{fmt_time(r['eval_package'])} | {fmt_time(r.get('eval_numpy'))} | "
+                     f"{fmt_time(r.get('eval_torch'))} | {fmt_time(r['fit_time'])} | "
+                     f"{r['fit_iter']} |")
+        L.append("")
+    if report.get("race_figure"):
+        L += [f"![race]({report['race_figure']})", ""]
+    path.write_text("\n".join(L))
+
+
+# --------------------------------------------------------------------------
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="n = 1e4 only, k = 4, small budgets (about a minute)")
+    parser.add_argument("--sizes", type=float, nargs="+", default=None,
+                        help="n for the evaluation timings and the race (default 1e4 1e5 1e6)")
+    parser.add_argument("--ks", type=int, nargs="+", default=None,
+                        help="numbers of experts (default 4 8)")
+    parser.add_argument("--budget", type=float, nargs="+", default=None,
+                        help="time budget (s) per run for each size (default 8 20 40)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for numba and torch (default: all cores)")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["race", "fit", "mlp", "scaling"])
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    import numba
+    import torch
+
+    torch.set_default_dtype(torch.float64)
+    threads = args.threads or os.cpu_count()
+    torch.set_num_threads(threads)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(threads)      # BLAS of the NumPy baseline, OpenMP of the MLP
+
+    if args.quick:
+        sizes = [int(s) for s in (args.sizes or [1e4])]
+        ks = args.ks or [4]
+        budgets = args.budget or [3.0] * len(sizes)
+        scaling_axes = ([1_000, 10_000], [2, 10], [2, 4])
+        scaling_n = 10_000
+        fit_sizes = [10_000]
+        mlp_n = 10_000
+    else:
+        sizes = [int(s) for s in (args.sizes or [1e4, 1e5, 1e6])]
+        ks = args.ks or [4, 8]
+        default_budget = {10_000: 8.0, 100_000: 20.0, 1_000_000: 40.0}
+        budgets = args.budget or [default_budget.get(n, 20.0) for n in sizes]
+        scaling_axes = ([1_000, 10_000, 100_000, 1_000_000], [2, 5, 10, 20, 50],
+                        [2, 4, 8, 16, 32])
+        scaling_n = 100_000
+        fit_sizes = [100_000, 1_000_000]
+        mlp_n = 100_000
+    if len(budgets) == 1:
+        budgets = budgets * len(sizes)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    command = "python benchmarks/bench_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+               f"threads: numba {numba.get_num_threads()}, torch {torch.get_num_threads()}, "
+               f"BLAS {threads}; load average at start {os.getloadavg()[0]:.1f}")
+    versions = (f"sklearn_cosmoe {sklearn_cosmoe.__version__}, numpy {np.__version__}, "
+                f"scipy {scipy.__version__}, scikit-learn {sklearn.__version__}, "
+                f"numba {numba.__version__}, torch {torch.__version__}, "
+                f"python {platform.python_version()}")
+    log(f"# {command}\n# {machine}\n# {versions}")
+    t_start = time.perf_counter()
+    report = {"command": command.strip(), "machine": machine, "versions": versions,
+              "eval": [], "race": [], "adam_lr": {}, "fit": {}, "memory": [],
+              "mlp": {}, "scaling": []}
+
+    # compile the numba kernels (cache=True: usually read from disk)
+    Xw, yw, _, _, _ = make_model_data(2000, D, 4, seed=0)
+    fit_estimator(2000)
+    objective(random_start(4, D), Xw, yw, np.ones(2000), (4, D), SPEC)
+
+    log("\n== correctness: NumPy and torch against the package's objective")
+    report["correctness"] = check_correctness()
+
+    log("\n== one loss+gradient evaluation (median wall time)")
+    for n in sizes:
+        for k in ks:
+            t = eval_times(n, k)
+            report["eval"].append({"n": n, "k": k, **t})
+            log(f"  n={n:.0e} k={k}: package {fmt_time(t['package'])}, NumPy "
+                f"{fmt_time(t['numpy'])} ({t['numpy'] / t['package']:.1f}x), torch "
+                f"{fmt_time(t['torch'])} ({t['torch'] / t['package']:.1f}x)")
+
+    if "race" not in args.skip:
+        log("\n== time to the same training loss (best any reached + 1 %)")
+        tune_n, tune_budget = sizes[0], (1.0 if args.quick else 3.0)
+        for k in ks:
+            for start in ("random", "best"):
+                X, y, w = race_data(tune_n, k)
+                theta0 = random_start(k, D) if start == "random" else best_start(X, y, w, k)
+                lr, losses = tune_adam(X, y, w, k, theta0, tune_budget)
+                report["adam_lr"][(k, start)] = lr
+                log(f"  Adam lr for k={k}, {start} start (n={tune_n:.0e}, {tune_budget:.0f} s "
+                    f"each): {lr}  (best losses " + ", ".join(
+                        f"{a}: {b:.5g}" for a, b in losses.items()) + ")")
+        for n, budget in zip(sizes, budgets):
+            for k in ks:
+                for start in ("random", "best"):
+                    res = race(n, k, start, budget, report["adam_lr"][(k, start)])
+                    report["race"].append(res)
+                    log(f"  n={n:.0e} k={k} {start:6s} target {res['target']:.6g}: "
+                        + race_line(res))
+        pick = [r for r in report["race"] if r["start"] == "random"]
+        pick = [r for r in pick if r["n"] == 100_000 and r["k"] == 4] or pick
+        if pick:
+            plot_race(pick[0], args.out / "speed_race.png")
+            report["race_figure"] = "speed_race.png"
+
+    if "fit" not in args.skip:
+        log("\n== CosineMoERegressor.fit (k = 4, model data, default settings)")
+        runs = []
+        for n in fit_sizes:
+            r = fit_estimator(n)[0]
+            runs.append(r)
+            log(f"  n={n:.0e}: {r['time']:.2f} s, {r['n_iter']} iterations "
+                f"({fmt_time(r['time_per_iter'])} each), loss {r['loss']:.6g}, "
+                f"converged {r['converged']}")
+        report["fit"] = {"runs": runs}
+        if len(runs) == 2:
+            report["fit"]["growth"] = runs[1]["time"] / runs[0]["time"]
+            report["fit"]["growth_per_iter"] = runs[1]["time_per_iter"] / runs[0]["time_per_iter"]
+            log(f"  growth {runs[0]['n']:.0e} -> {runs[1]['n']:.0e}: "
+                f"{report['fit']['growth']:.1f}x wall, {report['fit']['growth_per_iter']:.1f}x "
+                "per iteration (goal <= 11x)")
+        for n in fit_sizes[:1]:
+            m = peak_memory(n)
+            report["memory"].append(m)
+            log(f"  peak memory of fit at n={n:.0e}: tracemalloc "
+                f"{m['tracemalloc_peak'] / m['X_bytes']:.2f}x X, resident "
+                + ("n/a" if m["rss_peak_extra"] is None
+                   else f"{m['rss_peak_extra'] / m['X_bytes']:.2f}x X") + " (goal <= 3x)")
+
+    if "mlp" not in args.skip:
+        log(f"\n== against MLPRegressor with as many parameters (n = {mlp_n:.0e})")
+        mlp = mlp_comparison(mlp_n, n_test=10 * mlp_n)
+        report["mlp"] = mlp
+        for name, r in mlp.items():
+            if isinstance(r, dict):
+                log(f"  {name}: fit {fmt_time(r['fit_time'])} ({r['n_iter']} it), "
+                    f"test R² {r['test_r2']:.4f}, predict {r['predict_rows_per_s']:.3g} rows/s")
+        log(f"  noise-limit R² {mlp['noise_limit_r2']:.4f}")
+
+    if "scaling" not in args.skip:
+        log("\n== scaling (per-evaluation time and fit time against n, d, k)")
+        report["scaling"] = scaling(*scaling_axes, base_n=scaling_n)
+        plot_scaling(report["scaling"], args.out / "speed_scaling.png")
+
+    report["total_time"] = time.perf_counter() - t_start
+    report["machine"] += f", at end {os.getloadavg()[0]:.1f}"
+    write_report(report, args.out / "speed.md")
+    raw = dict(report, adam_lr={f"k={k} {s}": v for (k, s), v in report["adam_lr"].items()})
+    with open(args.out / "speed.json", "w") as fh:
+        json.dump(raw, fh, default=float)
+    log(f"\nwrote {args.out / 'speed.md'} ({report['total_time']:.0f} s in all)")
+
+
+if __name__ == "__main__":
+    main()
