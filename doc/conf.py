@@ -73,8 +73,23 @@ def _skip_member(app, what, name, obj, skip, options):
     return None
 
 
+# In a numpydoc type such as ``ndarray of shape (n_experts, n_features_in_)``
+# a name that ends with "_" would be read as a reST link target: escape it.
+_SHAPE = re.compile(r"of shape \(([^()]*)\)")
+_TRAILING_UNDERSCORE = re.compile(r"(?<![\\`])\b(\w+)_(?=\s*[,)])")
+
+
+def _escape_shapes(app, what, name, obj, options, lines):
+    for i, line in enumerate(lines):
+        lines[i] = _SHAPE.sub(
+            lambda m: "of shape (" + _TRAILING_UNDERSCORE.sub(r"\1\\_", m.group(1) + ")"),
+            line,
+        )
+
+
 def setup(app):
     app.connect("autodoc-skip-member", _skip_member)
+    app.connect("autodoc-process-docstring", _escape_shapes)
 
 
 # -- sphinx-gallery ------------------------------------------------------------
