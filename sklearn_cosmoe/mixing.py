@@ -1,0 +1,261 @@
+r"""Mixing measures: a mixture of experts' parameters as the theory sees them.
+
+A mixture of ``k`` experts is the discrete measure
+
+.. math::
+
+    G = \sum_{i=1}^{k} \exp(\beta_{0i})\, \delta_{(\beta_{1i}, a_i, b_i)},
+
+and the data determine it only up to the transformations of model.md
+section 3 (permutation of the experts, a common shift of the
+:math:`\beta_{0i}`, the flat directions of each router).  The *canonical
+form* removes them:
+
+.. math::
+
+    \pi_i = \operatorname{softmax}(\beta_0)_i, \qquad
+    \tilde u_i = u_i - \sum_j \pi_j u_j, \qquad
+    \omega_i = (\tilde u_i, a_i, b_i),
+
+with the gate atom :math:`u_i = \beta_{1i} / (\|\beta_{1i}\| + \tau_1)`
+(perturbed cosine router), :math:`\beta_{1i} / \|\beta_{1i}\|` (cosine) or
+:math:`\beta_{1i}` (linear).  Every parameter comparison of the package
+(:func:`sklearn_cosmoe.metrics.voronoi_loss`) works on canonical forms.
+
+Feed-forward experts carry an output scale ``s`` and intercept ``c``
+common to all experts, :math:`f(x) = c + s \sum_i g_i(x) h(a_i^\top x + b_i)`.
+They are kept with the measure (so that it describes the model completely)
+but are not part of its atoms; the truth of the theory has ``s = 1`` and
+``c = 0``.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from ._estimator import CosineMoERegressor
+from ._experts import EXPERTS
+from ._model import MoEParams
+from ._routers import ROUTERS, gate_atoms
+
+
+@dataclass(frozen=True)
+class CanonicalMeasure:
+    """Canonical form of a mixing measure (model.md section 3).
+
+    Attributes
+    ----------
+    weights : ndarray of shape (n_experts,)
+        :math:`\\pi = \\operatorname{softmax}(\\beta_0)`; sums to one.
+    gate_atoms : ndarray of shape (n_experts, n_features)
+        Centred gate atoms :math:`\\tilde u_i = u_i - \\sum_j \\pi_j u_j`.
+    expert_coef : ndarray of shape (n_experts, n_features)
+        :math:`a_i`.
+    expert_intercept : ndarray of shape (n_experts,)
+        :math:`b_i`.
+    """
+
+    weights: np.ndarray
+    gate_atoms: np.ndarray
+    expert_coef: np.ndarray
+    expert_intercept: np.ndarray
+
+    @property
+    def atoms(self):
+        """Atoms :math:`\\omega_i = (\\tilde u_i, a_i, b_i)`, shape ``(n_experts, 2 d + 1)``."""
+        return np.hstack([self.gate_atoms, self.expert_coef,
+                          self.expert_intercept[:, None]])
+
+
+class MixingMeasure:
+    r"""Parameters of a mixture of experts, as a mixing measure.
+
+    Holds plain float64 copies of the arrays (the caller's arrays are never
+    modified) and the two choices that give them meaning: the router (with
+    its ``tau1``) and the expert family.
+
+    Parameters
+    ----------
+    gate_coef : array-like of shape (n_experts, n_features)
+        :math:`\beta_{1i}`.
+    gate_intercept : array-like of shape (n_experts,)
+        :math:`\beta_{0i}`.
+    expert_coef : array-like of shape (n_experts, n_features)
+        :math:`a_i`.
+    expert_intercept : array-like of shape (n_experts,)
+        :math:`b_i`.
+    router : {"perturbed_cosine", "cosine", "linear"}, default="perturbed_cosine"
+    tau1 : float, default=1.0
+        Perturbation of :math:`\|\beta_{1i}\|`; must be > 0 for the perturbed
+        cosine router (ignored by the others).
+    expert : {"linear", "tanh", "sigmoid", "gelu"}, default="linear"
+    output_scale : float, default=1.0
+        ``s``, common to all experts (not part of the atoms).
+    output_intercept : float, default=0.0
+        ``c``, common to all experts (not part of the atoms).
+
+    Examples
+    --------
+    >>> from sklearn_cosmoe.mixing import MixingMeasure
+    >>> G = MixingMeasure([[3.0, 0.0], [0.0, -1.0]], [0.0, 0.0],
+    ...                   [[1.0, 1.0], [-1.0, 0.5]], [0.0, 0.2])
+    >>> G.canonical().weights
+    array([0.5, 0.5])
+    >>> G.canonical().gate_atoms
+    array([[ 0.375,  0.25 ],
+           [-0.375, -0.25 ]])
+    """
+
+    def __init__(self, gate_coef, gate_intercept, expert_coef, expert_intercept, *,
+                 router="perturbed_cosine", tau1=1.0, expert="linear",
+                 output_scale=1.0, output_intercept=0.0):
+        if router not in ROUTERS:
+            raise ValueError(f"router must be one of {sorted(ROUTERS)}; got {router!r}.")
+        if expert not in EXPERTS:
+            raise ValueError(f"expert must be one of {sorted(EXPERTS)}; got {expert!r}.")
+        tau1 = float(tau1)
+        if router == "perturbed_cosine" and not tau1 > 0:
+            raise ValueError(
+                f"tau1 must be > 0 with router='perturbed_cosine'; got tau1={tau1}."
+            )
+        self.gate_coef = _as_array(gate_coef, "gate_coef", ndim=2)
+        k, d = self.gate_coef.shape
+        if k < 1 or d < 1:
+            raise ValueError(
+                "gate_coef must have shape (n_experts, n_features) with both >= 1; "
+                f"got {self.gate_coef.shape}."
+            )
+        self.gate_intercept = _as_array(gate_intercept, "gate_intercept", ndim=1)
+        self.expert_coef = _as_array(expert_coef, "expert_coef", ndim=2)
+        self.expert_intercept = _as_array(expert_intercept, "expert_intercept", ndim=1)
+        for name, expected in (("gate_intercept", (k,)), ("expert_coef", (k, d)),
+                               ("expert_intercept", (k,))):
+            if getattr(self, name).shape != expected:
+                raise ValueError(
+                    f"{name} must have shape {expected} to match gate_coef "
+                    f"{(k, d)}; got {getattr(self, name).shape}."
+                )
+        self.output_scale = _as_scalar(output_scale, "output_scale")
+        self.output_intercept = _as_scalar(output_intercept, "output_intercept")
+        self.router = router
+        self.tau1 = tau1
+        self.expert = expert
+
+    @property
+    def n_experts(self):
+        """Number of atoms ``k``."""
+        return self.gate_coef.shape[0]
+
+    @property
+    def n_features(self):
+        """Input dimension ``d``."""
+        return self.gate_coef.shape[1]
+
+    @classmethod
+    def from_estimator(cls, estimator):
+        """The mixing measure of a fitted :class:`~sklearn_cosmoe.CosineMoERegressor`.
+
+        Parameters
+        ----------
+        estimator : CosineMoERegressor
+            Fitted.
+
+        Returns
+        -------
+        MixingMeasure
+        """
+        if not isinstance(estimator, CosineMoERegressor):
+            raise ValueError(
+                "estimator must be a fitted CosineMoERegressor; got "
+                f"{type(estimator).__name__}."
+            )
+        check_is_fitted(estimator)
+        return cls(estimator.gate_coef_, estimator.gate_intercept_,
+                   estimator.expert_coef_, estimator.expert_intercept_,
+                   router=estimator.router, tau1=estimator.tau1,
+                   expert=estimator.expert, output_scale=estimator.output_scale_,
+                   output_intercept=estimator.output_intercept_)
+
+    @classmethod
+    def from_params(cls, params, spec):
+        """The mixing measure of model-layer parameters.
+
+        Parameters
+        ----------
+        params : sklearn_cosmoe._model.MoEParams
+        spec : sklearn_cosmoe._model.MoESpec
+            Gives the router, ``tau1`` and the expert family.
+
+        Returns
+        -------
+        MixingMeasure
+        """
+        return cls(params.gate_coef, params.gate_intercept, params.expert_coef,
+                   params.expert_intercept, router=spec.router, tau1=spec.tau1,
+                   expert=spec.expert, output_scale=params.output_scale,
+                   output_intercept=params.output_intercept)
+
+    def to_params(self):
+        """Copies of the arrays as :class:`sklearn_cosmoe._model.MoEParams`.
+
+        Returns
+        -------
+        MoEParams
+            What :func:`sklearn_cosmoe._model.predict` and the solvers take.
+        """
+        return MoEParams(self.gate_coef.copy(), self.gate_intercept.copy(),
+                         self.expert_coef.copy(), self.expert_intercept.copy(),
+                         self.output_scale, self.output_intercept)
+
+    def canonical(self):
+        r"""Canonical form: weights, centred gate atoms and atoms (model.md section 3).
+
+        .. math::
+
+            \pi = \operatorname{softmax}(\beta_0), \qquad
+            \tilde u_i = u_i - \textstyle\sum_j \pi_j u_j, \qquad
+            \omega_i = (\tilde u_i, a_i, b_i).
+
+        It is the same for every parameter set that gives the same model by a
+        permutation of the experts, a common shift of :math:`\beta_0`, a
+        rescaling of a :math:`\beta_{1i}` (cosine router) or a common shift of
+        the gate atoms (all routers; it must keep them in the unit ball or on
+        the sphere for the cosine routers), up to the order of the atoms.
+
+        Returns
+        -------
+        CanonicalMeasure
+        """
+        shifted = self.gate_intercept - self.gate_intercept.max()
+        weights = np.exp(shifted)
+        weights /= weights.sum()
+        u = gate_atoms(self.gate_coef, self.router, self.tau1)
+        return CanonicalMeasure(
+            weights=weights,
+            gate_atoms=u - weights @ u,
+            expert_coef=self.expert_coef.copy(),
+            expert_intercept=self.expert_intercept.copy(),
+        )
+
+    def __repr__(self):
+        tau = f", tau1={self.tau1:g}" if self.router == "perturbed_cosine" else ""
+        return (f"MixingMeasure(n_experts={self.n_experts}, "
+                f"n_features={self.n_features}, router={self.router!r}{tau}, "
+                f"expert={self.expert!r})")
+
+
+def _as_array(value, name, ndim):
+    array = np.array(value, dtype=np.float64)  # always a copy
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-d array; got {array.ndim} dimensions.")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite; it contains NaN or inf.")
+    return array
+
+
+def _as_scalar(value, name):
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value}.")
+    return value
