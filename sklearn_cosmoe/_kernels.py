@@ -95,28 +95,45 @@ def gate_inverse_norms(gate_coef, router, tau1):
 
 
 @njit(cache=True)
-def _row_scores(X, n, gate_coef, gate_intercept, inv_q, router, tau2, inv_temp,
+def _row_scores(x, gate_coef_t, gate_intercept, inv_q, router, tau2, inv_temp,
                 dots, scores):
-    """Fill ``dots`` and ``scores`` for row ``n``; return ``1 / (|x| + tau2)``.
+    """Fill ``dots`` and ``scores`` for the row ``x``; return ``1 / (|x| + tau2)``.
 
-    For the linear router the returned factor is 1.  Where ``|x| + tau2 == 0``
-    it is 0, which makes every cosine term 0.
+    ``gate_coef_t`` is ``gate_coef.T`` (C-contiguous): the loops run over
+    features outside and experts inside, so the k dot products advance
+    together.  For the linear router the returned factor is 1.  Where
+    ``|x| + tau2 == 0`` it is 0, which makes every cosine term 0.
     """
-    k, d = gate_coef.shape
+    d, k = gate_coef_t.shape
+    for i in range(k):
+        dots[i] = 0.0
+    sq = 0.0
+    for j in range(d):
+        xj = x[j]
+        sq += xj * xj
+        for i in range(k):
+            dots[i] += gate_coef_t[j, i] * xj
     inv_c = 1.0
     if router != ROUTER_LINEAR:
-        acc = 0.0
-        for j in range(d):
-            acc += X[n, j] * X[n, j]
-        c = math.sqrt(acc) + (tau2 if router == ROUTER_PERTURBED_COSINE else 0.0)
+        c = math.sqrt(sq) + (tau2 if router == ROUTER_PERTURBED_COSINE else 0.0)
         inv_c = 1.0 / c if c > 0.0 else 0.0
     for i in range(k):
-        acc = 0.0
-        for j in range(d):
-            acc += gate_coef[i, j] * X[n, j]
-        dots[i] = acc
-        scores[i] = acc * inv_q[i] * inv_c * inv_temp + gate_intercept[i]
+        scores[i] = dots[i] * inv_q[i] * inv_c * inv_temp + gate_intercept[i]
     return inv_c
+
+
+@njit(cache=True)
+def _row_experts(x, expert_coef_t, expert_intercept, expert, h, dh):
+    """Expert outputs ``h`` and derivatives ``dh`` for the row ``x``."""
+    d, k = expert_coef_t.shape
+    for i in range(k):
+        h[i] = expert_intercept[i]
+    for j in range(d):
+        xj = x[j]
+        for i in range(k):
+            h[i] += expert_coef_t[j, i] * xj
+    for i in range(k):
+        h[i], dh[i] = activation(h[i], expert)
 
 
 @njit(cache=True)
@@ -167,20 +184,20 @@ def gates_and_experts(X, gate_coef, gate_intercept, expert_coef, expert_intercep
     n, d = X.shape
     k = gate_coef.shape[0]
     inv_q, _ = gate_inverse_norms(gate_coef, router, tau1)
+    gate_coef_t = np.ascontiguousarray(gate_coef.T)
+    expert_coef_t = np.ascontiguousarray(expert_coef.T)
     n_blk = n_blocks(n)
     for blk in prange(n_blk):
         start, stop = _block_bounds(blk, n, n_blk)
         dots = np.empty(k)
         scores = np.empty(k)
+        dh = np.empty(k)
         for row in range(start, stop):
-            _row_scores(X, row, gate_coef, gate_intercept, inv_q, router, tau2,
+            _row_scores(X[row], gate_coef_t, gate_intercept, inv_q, router, tau2,
                         inv_temp, dots, scores)
             _softmax_top_k(scores, top_k, gates[row])
-            for i in range(k):
-                acc = expert_intercept[i]
-                for j in range(d):
-                    acc += expert_coef[i, j] * X[row, j]
-                outputs[row, i] = activation(acc, expert)[0]
+            _row_experts(X[row], expert_coef_t, expert_intercept, expert,
+                         outputs[row], dh)
 
 
 @njit(parallel=True, cache=True)
@@ -208,47 +225,61 @@ def loss_and_gradient(X, y, sample_weight, gate_coef, gate_intercept, expert_coe
     n_blk = n_blocks(n)
     partial = np.zeros((n_blk, width))
     partial_loss = np.zeros(n_blk)
+    gate_coef_t = np.ascontiguousarray(gate_coef.T)
+    expert_coef_t = np.ascontiguousarray(expert_coef.T)
     for blk in prange(n_blk):
         start, stop = _block_bounds(blk, n, n_blk)
-        part = partial[blk]
         dots = np.empty(k)
         scores = np.empty(k)
         gates = np.empty(k)
         h = np.empty(k)
         dh = np.empty(k)
+        t = np.empty(k)
+        gx = np.empty(k)
+        # block accumulators, features outside and experts inside
+        acc_gate = np.zeros((d, k))
+        acc_expert = np.zeros((d, k))
+        acc = np.zeros(4 * k + 2)  # b0 | b | radial | s, c
         loss = 0.0
         for row in range(start, stop):
-            inv_c = _row_scores(X, row, gate_coef, gate_intercept, inv_q, router,
+            x = X[row]
+            inv_c = _row_scores(x, gate_coef_t, gate_intercept, inv_q, router,
                                 tau2, inv_temp, dots, scores)
             _softmax_top_k(scores, top_k, gates)
+            _row_experts(x, expert_coef_t, expert_intercept, expert, h, dh)
             mix = 0.0
             for i in range(k):
-                acc = expert_intercept[i]
-                for j in range(d):
-                    acc += expert_coef[i, j] * X[row, j]
-                h[i], dh[i] = activation(acc, expert)
                 mix += gates[i] * h[i]
             resid = y[row] - (output_intercept + output_scale * mix)
             w = sample_weight[row]
             loss += w * resid * resid
             delta = -w * resid
-            part[off_c] += delta
-            part[off_s] += delta * mix
+            acc[4 * k] += delta * mix
+            acc[4 * k + 1] += delta
             delta *= output_scale
             for i in range(k):
-                if gates[i] == 0.0:
-                    continue
-                g = delta * gates[i]
-                t = g * dh[i]
-                part[off_b + i] += t
-                for j in range(d):
-                    part[off_a + i * d + j] += t * X[row, j]
+                g = delta * gates[i]  # 0 outside the top K
+                t[i] = g * dh[i]
                 gam = g * (h[i] - mix)
-                part[off_b0 + i] += gam
-                gx = gam * inv_temp * inv_c
-                for j in range(d):
-                    part[i * d + j] += gx * X[row, j]
-                part[off_c + 1 + i] += gx * dots[i]
+                gx[i] = gam * inv_temp * inv_c
+                acc[i] += gam
+                acc[k + i] += t[i]
+                acc[2 * k + i] += gx[i] * dots[i]
+            for j in range(d):
+                xj = x[j]
+                for i in range(k):
+                    acc_expert[j, i] += t[i] * xj
+                    acc_gate[j, i] += gx[i] * xj
+        part = partial[blk]
+        for i in range(k):
+            for j in range(d):
+                part[i * d + j] = acc_gate[j, i]
+                part[off_a + i * d + j] = acc_expert[j, i]
+            part[off_b0 + i] = acc[i]
+            part[off_b + i] = acc[k + i]
+            part[off_c + 1 + i] = acc[2 * k + i]
+        part[off_s] = acc[4 * k]
+        part[off_c] = acc[4 * k + 1]
         partial_loss[blk] = 0.5 * loss
     total = 0.0
     for j in range(off_c + 1):
