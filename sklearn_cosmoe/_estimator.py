@@ -248,17 +248,16 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
                     "warm_start=True needs the same n_experts and number of "
                     f"features as the previous fit {self.gate_coef_.shape}."
                 )
-            starts = [lambda: self._standardized_params(y_mean, y_scale)]
+            starts = [self._standardized_params(y_mean, y_scale)]
         else:
-            starts = [
-                lambda: initial_params(X, target, sample_weight, spec,
-                                       self.n_experts, rng)
-            ] * self.n_init
+            # a generator: each start is drawn just before it is fitted
+            starts = (initial_params(X, target, sample_weight, spec, self.n_experts, rng)
+                      for _ in range(self.n_init))
 
         best, losses = None, []
         for start in starts:
             result = fit_least_squares(
-                X, target, sample_weight, start(), spec, max_iter=self.max_iter,
+                X, target, sample_weight, start, spec, max_iter=self.max_iter,
                 tol=self.tol, verbose=self.verbose,
             )
             losses.append(result[1])
