@@ -98,7 +98,7 @@ def _escape_shapes(app, what, name, obj, options, lines):
 # owner.  Until it exists, leave it out of the toctree and turn the links to it
 # into plain text, so that the rest of the site still builds with -W.
 _RATES_PAGE = (HERE / "rates.md").exists()
-_RATES_TOCTREE_ENTRY = re.compile(r"^   rates\n", re.M)
+_RATES_TOCTREE_ENTRY = re.compile(r"^   (?:[^\n<]*<)?rates>?\n", re.M)
 _RATES_LINK_WITH_TEXT = re.compile(r":doc:`([^`<]+?)\s*</?rates>`")
 _RATES_LINK = re.compile(r":doc:`/?rates`")
 
@@ -150,5 +150,5 @@ html_theme_options = {
     "footer_end": ["sphinx-version"],
     "navigation_with_keys": False,
 }
-html_sidebars = {"index": []}
+html_sidebars = {"index": [], "rates": []}
 html_context = {"default_mode": "light"}

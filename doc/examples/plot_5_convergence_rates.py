@@ -22,7 +22,8 @@ the table of measured slopes, is on the :doc:`results page </rates>`.
 # The protocol
 # ------------
 # The truth has ``k* = 2`` ``tanh`` experts on ``d = 2`` inputs (uniform on
-# :math:`[-1, 1]^2`), noise sd 0.1.  Each fit starts near the truth (the
+# :math:`[-1, 1]^2`), noise sd 0.1, and the experiment's default temperature
+# (printed below with the rest of the protocol).  Each fit starts near the truth (the
 # theory's object of study); in the over-specified setting the fit has
 # ``k = 3`` experts and its start splits one true atom in two.
 import matplotlib.pyplot as plt
@@ -103,10 +104,12 @@ plt.show()
 # * The :math:`L^2` error of the regression function falls at a slope close to
 #   :math:`-1/2` for both routers, as the theory says.
 # * With four replicates and ``n`` at most 4000, the parameter slopes have wide
-#   intervals; the theory's contrast between the routers is about the
-#   behaviour as ``n`` grows large, which a grid this short cannot settle.
-#   The :doc:`results page </rates>` reports the full experiment and discusses
-#   where its measured slopes agree with the theory and where they do not.
+#   intervals, and a short grid cannot show a rate that is slower than every
+#   power of ``n``.  The :doc:`results page </rates>` reports the full run and
+#   investigates what its slopes do and do not show -- for instance why, in
+#   the canonical form, which sees only the direction of a cosine router's
+#   :math:`\beta_{1i}`, the plain cosine router's loss can still fall at about
+#   :math:`n^{-1/2}`.
 # * To run the experiment yourself with other settings (router, expert,
 #   ``tau1``, ``k``), build a :class:`~sklearn_cosmoe.rates.Protocol` as above,
 #   or use the command line: ``python -m sklearn_cosmoe rates --help``.
