@@ -91,11 +91,11 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
 
     Attributes
     ----------
-    gate_coef_ : ndarray of shape (n_experts, n_features_in_)
+    gate_coef_ : ndarray of shape (n_experts, n_features)
         :math:`\beta_1`.
     gate_intercept_ : ndarray of shape (n_experts,)
         :math:`\beta_0`.
-    expert_coef_ : ndarray of shape (n_experts, n_features_in_)
+    expert_coef_ : ndarray of shape (n_experts, n_features)
         :math:`a`.
     expert_intercept_ : ndarray of shape (n_experts,)
         :math:`b`.
@@ -104,7 +104,7 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
     output_intercept_ : float
         :math:`c` (0.0 for linear experts).
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
         Defined only when ``X`` has feature names that are all strings.
     n_iter_ : int
         L-BFGS iterations of the kept start.
@@ -132,15 +132,14 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
 
     Examples
     --------
-    >>> import numpy as np
     >>> from sklearn.pipeline import make_pipeline
     >>> from sklearn.preprocessing import StandardScaler
     >>> from sklearn_cosmoe import CosineMoERegressor
-    >>> rng = np.random.default_rng(0)
-    >>> X = rng.uniform(-1, 1, size=(500, 2))
-    >>> y = np.where(X[:, 0] > 0, 2 * X[:, 1], -X[:, 1]) + 0.01 * rng.standard_normal(500)
+    >>> from sklearn_cosmoe.datasets import make_cosine_moe
+    >>> X, y, _ = make_cosine_moe(500, n_features=2, n_experts=2, temperature=0.2,
+    ...                           noise=0.05, random_state=0)
     >>> reg = make_pipeline(StandardScaler(),
-    ...                     CosineMoERegressor(n_experts=2, temperature=0.1, random_state=0))
+    ...                     CosineMoERegressor(n_experts=2, temperature=0.2, random_state=0))
     >>> reg.fit(X, y).score(X, y) > 0.95
     True
     """
