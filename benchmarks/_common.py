@@ -216,3 +216,19 @@ def fmt_time(t):
     if t < 1:
         return f"{t * 1e3:.1f} ms"
     return f"{t:.2f} s"
+
+
+def package_revision():
+    """Short git revision of the package, with '+dirty' if sklearn_cosmoe/ has edits."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                             capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "sklearn_cosmoe"],
+                               cwd=root, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return rev + ("+dirty" if dirty else "")

@@ -51,7 +51,7 @@ import sklearn_cosmoe
 from sklearn_cosmoe import CosineMoERegressor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROUTERS, make_model_data  # noqa: E402
+from _common import ROUTERS, make_model_data, package_revision  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROUTER_LABEL = {"perturbed_cosine": "MoE perturbed cosine", "cosine": "MoE cosine",
@@ -126,7 +126,7 @@ def datasets(quick):
 # --------------------------------------------------------------------------
 # competitors, each with a 4-candidate grid
 # --------------------------------------------------------------------------
-def competitors(quick):
+def competitors(quick, moe_n_init=1):
     max_iter = 300 if quick else 1000
     models = {
         "Ridge": (make_pipeline(StandardScaler(), Ridge()),
@@ -142,8 +142,8 @@ def competitors(quick):
     }
     for router in ROUTERS:
         models[ROUTER_LABEL[router]] = (
-            make_pipeline(StandardScaler(), CosineMoERegressor(router=router,
-                                                               random_state=0)),
+            make_pipeline(StandardScaler(), CosineMoERegressor(
+                router=router, n_init=moe_n_init, random_state=0)),
             {"cosinemoeregressor__n_experts": [2, 4],
              "cosinemoeregressor__temperature": [1.0, 0.1]})
     return models
@@ -273,6 +273,11 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for every library (BLAS, OpenMP, numba); "
                              "default: all cores")
+    parser.add_argument("--models", nargs="*", default=None,
+                        help="run only the models whose name contains one of these")
+    parser.add_argument("--moe-n-init", type=int, default=1,
+                        help="restarts of each CosineMoERegressor fit (default 1, "
+                             "the estimator's default)")
     parser.add_argument("--inner-cv", type=int, default=3,
                         help="folds of the inner grid search (default 3)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -291,7 +296,9 @@ def main(argv=None):
     data = datasets(args.quick)
     if args.only:
         data = {k: v for k, v in data.items() if any(s in k for s in args.only)}
-    models = competitors(args.quick)
+    models = competitors(args.quick, args.moe_n_init)
+    if args.models:
+        models = {k: v for k, v in models.items() if any(s in k for s in args.models)}
     command = "python benchmarks/bench_accuracy.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     import statsmodels
@@ -300,7 +307,8 @@ def main(argv=None):
               f"Machine: {platform.machine()}, {os.cpu_count()} cores, threads per "
               f"library {args.threads or os.cpu_count()} (numba {numba.get_num_threads()}); "
               f"load average at start {os.getloadavg()[0]:.1f}  ",
-              f"Versions: sklearn_cosmoe {sklearn_cosmoe.__version__}, scikit-learn "
+              f"Versions: sklearn_cosmoe {sklearn_cosmoe.__version__} (git "
+              f"{package_revision()}), scikit-learn "
               f"{sklearn.__version__}, numpy {np.__version__}, statsmodels "
               f"{statsmodels.__version__}, python {platform.python_version()}  ",
               f"Protocol: outer {n_folds}-fold CV (shuffled, seed 0); inside each training "
@@ -308,7 +316,8 @@ def main(argv=None):
               "on the whole training fold. Grids: Ridge alpha {0.1, 1, 10, 100}; MLP "
               "hidden (64,) or (64, 64) x alpha {1e-4, 1e-2} (early stopping, target "
               "standardized); HistGB learning_rate {0.05, 0.1} x max_leaf_nodes {15, 31}; "
-              "MoE n_experts {2, 4} x temperature {1, 0.1} (other settings default). "
+              "MoE n_experts {2, 4} x temperature {1, 0.1} "
+              f"(n_init {args.moe_n_init}, other settings default). "
               "StandardScaler in front of all but HistGB."]
     log("\n".join(header))
     results, t_start = {}, time.perf_counter()
