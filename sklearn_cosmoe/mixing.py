@@ -44,7 +44,7 @@ from ._routers import ROUTERS, gate_atoms
 class CanonicalMeasure:
     """Canonical form of a mixing measure (model.md section 3).
 
-    Attributes
+    Parameters
     ----------
     weights : ndarray of shape (n_experts,)
         :math:`\\pi = \\operatorname{softmax}(\\beta_0)`; sums to one.
@@ -184,6 +184,7 @@ class MixingMeasure:
         Parameters
         ----------
         params : sklearn_cosmoe._model.MoEParams
+            Parameters of the model layer (copied).
         spec : sklearn_cosmoe._model.MoESpec
             Gives the router, ``tau1`` and the expert family.
 

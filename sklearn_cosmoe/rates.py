@@ -74,37 +74,50 @@ _CSV_FIELDS = ("router", "expert", "setting", "init", "n", "replicate", "k_true"
 
 @dataclass(frozen=True)
 class Protocol:
-    """Everything that defines a run of the experiment.
+    """Everything that defines a run of the experiment (the defaults: doc/rates.md).
 
-    Attributes
+    Parameters
     ----------
     n_grid : tuple of int
-        Sample sizes.
-    n_replicates : int
-        Fits per sample size and setting (``init="truth"``).
-    estimator_replicates : int or None
-        Fits per sample size and setting for ``init="estimator"`` (None: as
-        ``n_replicates``).
-    routers, experts, settings, inits : tuple of str
-        The grid of settings; ``settings`` in {"exact", "over"}, ``inits`` in
-        {"truth", "estimator"}.
-    noise : float
+        Sample sizes: 8 geometric sizes from 1e3 to 1e5.
+    n_replicates : int, default=20
+        Fits per sample size and setting from the near-truth start.
+    estimator_replicates : int or None, default=10
+        Fits per sample size and setting from the estimator's own start
+        (None: as ``n_replicates``).
+    routers : tuple of str, default=("cosine", "perturbed_cosine")
+        Routers, of the truth and of the fits.
+    experts : tuple of str, default=("tanh", "linear")
+        Expert families, of the truth and of the fits.
+    settings : tuple of str, default=("exact", "over")
+        ``"exact"``: ``k = k*``; ``"over"``: ``k = k* + 1``.
+    inits : tuple of str, default=("truth", "estimator")
+        Starts: near the truth, or the estimator's own.
+    noise : float, default=0.1
         Standard deviation of the Gaussian noise.
-    tau1, tau2, temperature : float
-        The router's perturbations and temperature (truth and fit).
-    init_scale : float
+    tau1 : float, default=1.0
+        Perturbation of the gate norms (perturbed cosine router).
+    tau2 : float, default=1.0
+        Perturbation of the input norms (perturbed cosine router).
+    temperature : float, default=0.25
+        Router temperature, for the truth and the fits.  With ``T = 1`` the
+        gates of the truth stay within [0.26, 0.62] and ``n <= 1e5`` is
+        pre-asymptotic for linear experts (doc/rates.md).
+    init_scale : float, default=0.1
         :math:`\\delta`, the standard deviation of the noise added to every
         parameter of the near-truth start.
-    max_iter : int
+    max_iter : int, default=200
         L-BFGS iteration cap per fit.
-    tol : float
+    tol : float, default=1e-11
         Solver tolerance (L-BFGS-B ``ftol`` and ``gtol``).  The objective is
         about :math:`\\sigma^2/2` and its excess at the estimator about
         :math:`\\|f_{\\hat G} - f_{G^*}\\|^2/2`, of order ``1e-7`` at
-        ``n = 1e5``: ``tol`` must be far below that.
-    n_test : int
+        ``n = 1e5``: ``tol`` must be far below that.  Over-specified fits are
+        flatter still (doc/rates.md, investigation 2).
+    n_test : int, default=20000
         Size of the fresh sample for the :math:`L^2` error.
-    seed : int
+    seed : int, default=0
+        Seeds every fit, with the sample size and the replicate.
     """
 
     n_grid: tuple = tuple(int(round(n)) for n in np.geomspace(1e3, 1e5, 8))
@@ -142,8 +155,11 @@ def true_measure(router, expert, tau1=1.0):
     Parameters
     ----------
     router : {"cosine", "perturbed_cosine", "linear"}
+        Router of the measure.
     expert : {"tanh", "linear", "sigmoid", "gelu"}
+        Expert family of the measure.
     tau1 : float, default=1.0
+        Perturbation of the gate norms (perturbed cosine router).
 
     Returns
     -------
@@ -167,10 +183,13 @@ def near_truth_start(true, n_experts, scale, rng):
     Parameters
     ----------
     true : MixingMeasure
+        The true measure, with ``k*`` atoms.
     n_experts : int
         ``k >= k*``.
     scale : float
+        Standard deviation of the noise added to every parameter.
     rng : numpy.random.Generator
+        Source of that noise.
 
     Returns
     -------
@@ -218,7 +237,7 @@ def _fit_one(protocol, task):
     """One fit; returns a CSV row (a dict).  Runs numba on one thread."""
     threads = numba.get_num_threads()
     numba.set_num_threads(1)  # the parallelism is across fits
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         row = _fit_one_serial(protocol, task)
         # what the CSV holds, so that slopes from memory and from the file agree
@@ -226,7 +245,9 @@ def _fit_one(protocol, task):
                for key, value in row.items()}
     finally:
         numba.set_num_threads(threads)
-    row["seconds"] = time.perf_counter() - start  # not written to the CSV
+    # timings are not written to the CSV (it must not depend on the machine)
+    row["seconds"] = time.perf_counter() - start
+    row["cpu_seconds"] = time.process_time() - cpu_start
     return row
 
 
@@ -279,8 +300,9 @@ def run_experiment(protocol, n_jobs=1, progress=True):
     Parameters
     ----------
     protocol : Protocol
+        What to run.
     n_jobs : int, default=1
-        joblib processes (each fit runs numba on one thread).
+        Number of joblib processes (each fit runs numba on one thread).
     progress : bool, default=True
         Report progress on stderr.
 
@@ -324,13 +346,23 @@ def fit_slope(n, values, n_boot=2000, seed=0):
 
     Parameters
     ----------
-    n, values : array-like of shape (n_fits,)
+    n : array-like of shape (n_fits,)
+        Sample size of each fit.
+    values : array-like of shape (n_fits,)
+        Error of each fit.
     n_boot : int, default=2000
+        Number of bootstrap samples.
     seed : int, default=0
+        Seeds the bootstrap.
 
     Returns
     -------
-    slope, low, high : float
+    slope : float
+        NaN with fewer than two sample sizes.
+    low : float
+        Lower end of the 95% interval.
+    high : float
+        Upper end of the 95% interval.
     """
     n = np.asarray(n, dtype=float)
     values = np.asarray(values, dtype=float)
@@ -354,9 +386,25 @@ def fit_slope(n, values, n_boot=2000, seed=0):
 
 
 def theory_slope(router, expert, setting, metric):
-    """What model.md section 5 predicts for a slope, as ``(value, note)``.
+    """What model.md section 5 predicts for a slope.
 
-    ``value`` is None where the theory gives no polynomial rate.
+    Parameters
+    ----------
+    router : str
+        Router of the setting.
+    expert : str
+        Expert family of the setting.
+    setting : {"exact", "over"}
+        Exactly or over-specified.
+    metric : {"D1", "D2", "L2"}
+        The error.
+
+    Returns
+    -------
+    value : float or None
+        The predicted slope; None where the theory gives no polynomial rate.
+    note : str
+        Where it comes from, in a few words.
     """
     if metric == "L2":
         return -0.5, "sqrt(log n / n), every router"
@@ -370,7 +418,25 @@ def theory_slope(router, expert, setting, metric):
 
 
 def summarise(rows, protocol, n_boot=2000):
-    """One row per setting and metric: measured slope, 95% interval, theory."""
+    """Fit the slopes: one row per setting and metric.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Fits, as returned by :func:`run_experiment`.
+    protocol : Protocol
+        The protocol that produced them (it orders the table).
+    n_boot : int, default=2000
+        Bootstrap samples per slope (:func:`fit_slope`).
+
+    Returns
+    -------
+    list of dict
+        Keys ``router, expert, setting, init, metric, slope, ci_low,
+        ci_high, theory`` (empty string where the theory gives no rate),
+        ``theory_note`` and ``converged`` (share of fits that met the
+        tolerance).
+    """
     table = []
     for router in protocol.routers:
         for expert in protocol.experts:
@@ -397,7 +463,18 @@ def summarise(rows, protocol, n_boot=2000):
 
 
 def read_csv(path):
-    """Rows written by :func:`write_csv` for ``rates.csv``, with their types."""
+    """Read a ``rates.csv`` written by :func:`main`.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file.
+
+    Returns
+    -------
+    list of dict
+        One row per fit, with numbers and flags as Python numbers and bools.
+    """
     types = {"n": int, "replicate": int, "k_true": int, "k": int, "n_iter": int,
              "converged": lambda v: v == "True"}
     with open(path, newline="") as handle:
@@ -407,7 +484,17 @@ def read_csv(path):
 
 
 def write_csv(rows, path, columns=None):
-    """Write ``rows`` (dicts) to ``path``; floats with 10 significant digits."""
+    """Write rows to a CSV file, floats with 10 significant digits.
+
+    Parameters
+    ----------
+    rows : list of dict
+        The rows; keys not in ``columns`` are left out.
+    path : str or pathlib.Path
+        The file (overwritten).
+    columns : list of str, default=None
+        Columns, in order; the keys of the first row when None.
+    """
     columns = columns or list(rows[0])
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
@@ -423,6 +510,17 @@ def plot(rows, table, protocol, out_dir):
     Each panel shows the mean over replicates of :math:`\\log` D1, D2 and L2
     against ``n`` (points; bars: 10-90% of the replicates), the fitted lines
     with their slope and 95% interval, and a reference line of slope -1/2.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Fits, as returned by :func:`run_experiment`.
+    table : list of dict
+        Slopes, as returned by :func:`summarise`.
+    protocol : Protocol
+        The protocol of the fits.
+    out_dir : str or pathlib.Path
+        Folder for ``rates_<init>.png``.
 
     Returns
     -------
@@ -630,8 +728,10 @@ def main(argv=None):
         print(f"\nslopes and figures of {len(rows)} fits redone in {out}/")
     else:
         busy = sum(row["seconds"] for row in rows)
+        cpu = sum(row["cpu_seconds"] for row in rows)
         print(f"\n{len(rows)} fits in {wall:.1f} s wall time (n_jobs={args.n_jobs}; "
-              f"{busy:.0f} s inside the fits); results in {out}/")
+              f"{busy:.0f} s inside the fits, of which {cpu:.0f} s on a CPU); "
+              f"results in {out}/")
     return 0
 
 
