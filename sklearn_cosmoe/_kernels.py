@@ -47,14 +47,14 @@ def n_blocks(n_samples):
     return max(1, min(n, _MAX_BLOCKS))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _block_bounds(block, n_samples, n_blk):
     size = (n_samples + n_blk - 1) // n_blk
     start = min(block * size, n_samples)
     return start, min(start + size, n_samples)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def activation(z, expert):
     """Expert activation ``h(z)`` and its derivative ``h'(z)``."""
     if expert == EXPERT_LINEAR:
@@ -94,7 +94,7 @@ def gate_inverse_norms(gate_coef, router, tau1):
     return inv_q, norms
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _row_scores(x, gate_coef_t, gate_intercept, inv_q, router, tau2, inv_temp,
                 dots, scores):
     """Fill ``dots`` and ``scores`` for the row ``x``; return ``1 / (|x| + tau2)``.
@@ -122,7 +122,7 @@ def _row_scores(x, gate_coef_t, gate_intercept, inv_q, router, tau2, inv_temp,
     return inv_c
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _row_experts(x, expert_coef_t, expert_intercept, expert, h, dh):
     """Expert outputs ``h`` and derivatives ``dh`` for the row ``x``."""
     d, k = expert_coef_t.shape
@@ -136,7 +136,7 @@ def _row_experts(x, expert_coef_t, expert_intercept, expert, h, dh):
         h[i], dh[i] = activation(h[i], expert)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _softmax_top_k(scores, top_k, gates):
     """Write the (top-K) softmax of ``scores`` into ``gates``.
 
