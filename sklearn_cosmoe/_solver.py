@@ -40,14 +40,16 @@ def spherical_kmeans(X, sample_weight, n_clusters, rng):
     w = sample_weight[keep]
     centres = rng.standard_normal((n_clusters, X.shape[1]))
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    assignment = np.zeros((U.shape[0], n_clusters))
+    rows = np.arange(U.shape[0])
     for _ in range(_KMEANS_ITER):
         labels = np.argmax(U @ centres.T, axis=1)
-        for c in range(n_clusters):
-            member = labels == c
-            total = w[member] @ U[member]
-            size = np.linalg.norm(total)
-            if size > 0:
-                centres[c] = total / size
+        assignment[rows, labels] = w
+        totals = assignment.T @ U  # weighted sum of each cluster's directions
+        assignment[rows, labels] = 0.0
+        sizes = np.linalg.norm(totals, axis=1)
+        filled = sizes > 0
+        centres[filled] = totals[filled] / sizes[filled, None]
     return centres
 
 
