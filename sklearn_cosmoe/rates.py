@@ -536,7 +536,8 @@ def plot(rows, table, protocol, out_dir):
     paths = []
     for init in protocol.inits:
         fig, axes = plt.subplots(len(protocol.experts), len(columns), squeeze=False,
-                                 figsize=(3.6 * len(columns), 3.3 * len(protocol.experts)),
+                                 figsize=(max(3.6 * len(columns), 6.0),
+                                          3.3 * len(protocol.experts)),
                                  sharex=True)
         for row_axes, expert in zip(axes, protocol.experts):
             for ax, (router, setting) in zip(row_axes, columns):
