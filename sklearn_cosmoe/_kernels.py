@@ -7,6 +7,12 @@ number of rows (:func:`n_blocks`), computes one partial result per block in
 parallel and adds the partials in block order, so results are bit-for-bit the
 same whatever the number of threads.
 
+Within a block, rows are processed in tiles of ``TILE`` rows laid out with the
+rows last, ``(n_experts, rows)``: the products with ``X`` are matrix products
+(BLAS), and every other loop runs over the rows of a tile, which the compiler
+turns into SIMD code.  Sums over the rows of a block are kept per lane of a
+tile and added in lane order at the end of the block.
+
 Notation (see ``model.md``): for a row ``x``, ``dot_i = beta1_i . x`` and
 
 * linear router: ``s_i = dot_i / T + beta0_i``;
@@ -23,7 +29,9 @@ Gates are the (top-K) softmax of the scores; the prediction is
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 ROUTER_LINEAR = 0
 ROUTER_COSINE = 1
@@ -34,10 +42,14 @@ EXPERT_TANH = 1
 EXPERT_SIGMOID = 2
 EXPERT_GELU = 3
 
+TILE = 256
 _MIN_BLOCK = 512
 _MAX_BLOCKS = 64
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+# Fused multiply-add is allowed (one rounding instead of two); nothing is
+# reordered, so every sum keeps the order written here.
+_FASTMATH = {"contract"}
 
 
 @njit(cache=True)
@@ -94,46 +106,58 @@ def gate_inverse_norms(gate_coef, router, tau1):
     return inv_q, norms
 
 
-@njit(cache=True, inline="always")
-def _row_scores(x, gate_coef_t, gate_intercept, inv_q, router, tau2, inv_temp,
-                dots, scores):
-    """Fill ``dots`` and ``scores`` for the row ``x``; return ``1 / (|x| + tau2)``.
-
-    ``gate_coef_t`` is ``gate_coef.T`` (C-contiguous): the loops run over
-    features outside and experts inside, so the k dot products advance
-    together.  For the linear router the returned factor is 1.  Where
-    ``|x| + tau2 == 0`` it is 0, which makes every cosine term 0.
-    """
-    d, k = gate_coef_t.shape
-    for i in range(k):
-        dots[i] = 0.0
-    sq = 0.0
-    for j in range(d):
-        xj = x[j]
-        sq += xj * xj
-        for i in range(k):
-            dots[i] += gate_coef_t[j, i] * xj
-    inv_c = 1.0
-    if router != ROUTER_LINEAR:
-        c = math.sqrt(sq) + (tau2 if router == ROUTER_PERTURBED_COSINE else 0.0)
-        inv_c = 1.0 / c if c > 0.0 else 0.0
-    for i in range(k):
-        scores[i] = dots[i] * inv_q[i] * inv_c * inv_temp + gate_intercept[i]
-    return inv_c
+# -- exp for the softmax ------------------------------------------------------
+# math.exp is a call that stops the loops around it from running as SIMD code.
+# exp(x) = 2**n exp(r) with x = n log(2) + r, |r| <= log(2) / 2: n by rounding
+# with a shifter constant, r by Cody-Waite (log(2) in two parts, the first with
+# trailing zero bits so that n * _LN2_HI is exact), exp(r) by its Taylor
+# polynomial of degree 13 (remainder below 1e-17 relative), 2**n by writing
+# the exponent bits.  Within 1 ulp of the correctly rounded result.
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_SHIFTER = 6755399441055744.0  # 1.5 * 2**52: adding it rounds to an integer
+_SHIFTER_BITS = int(np.float64(_SHIFTER).view(np.int64))
+_EXP_MIN = -708.0  # exp(-708) is the smallest power of e above the normals
 
 
-@njit(cache=True, inline="always")
-def _row_experts(x, expert_coef_t, expert_intercept, expert, h, dh):
-    """Expert outputs ``h`` and derivatives ``dh`` for the row ``x``."""
-    d, k = expert_coef_t.shape
-    for i in range(k):
-        h[i] = expert_intercept[i]
-    for j in range(d):
-        xj = x[j]
-        for i in range(k):
-            h[i] += expert_coef_t[j, i] * xj
-    for i in range(k):
-        h[i], dh[i] = activation(h[i], expert)
+@intrinsic
+def _float_bits(typingctx, x):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _bits_float(typingctx, bits):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def exp_nonpositive(x):
+    """``exp(x)`` for ``x <= 0``, flushed to 0 below ``-708`` (SIMD-friendly)."""
+    xc = max(x, _EXP_MIN)
+    shifted = xc * _LOG2E + _SHIFTER
+    n = shifted - _SHIFTER
+    r = (xc - n * _LN2_HI) - n * _LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    two_n = _bits_float((_float_bits(shifted) - _SHIFTER_BITS + 1023) << 52)
+    return p * two_n if x >= _EXP_MIN else 0.0
 
 
 @njit(cache=True, inline="always")
@@ -177,30 +201,115 @@ def _softmax_top_k(scores, top_k, gates):
         gates[i] /= total
 
 
-@njit(parallel=True, cache=True)
+# -- tiles ---------------------------------------------------------------------
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _tile_forward(Xt, W, gate_intercept, inv_q, expert_intercept, router, expert,
+                  tau2, inv_temp, top_k, Z, E, dH, inv_c, inv_sum, top_scores,
+                  top_gates):
+    """Router and experts for the rows ``Xt`` (m, d) of one tile.
+
+    On return, for expert ``i`` and row ``t`` of the tile:
+    ``Z[i, t] = beta1_i . x_t``; ``Z[k + i, t] = h(a_i . x_t + b_i)``;
+    ``dH[i, t] = h'(a_i . x_t + b_i)`` (feed-forward experts only);
+    ``inv_c[t] = 1 / ((|x_t| + tau2) T)`` (``1 / T`` for the linear router);
+    the gate is ``E[i, t] * inv_sum[t]``.  ``W`` stacks ``gate_coef`` over
+    ``expert_coef``.
+    """
+    m, d = Xt.shape
+    k = gate_intercept.shape[0]
+    np.dot(W, Xt.T, Z)
+    if router == ROUTER_LINEAR:
+        for t in range(m):
+            inv_c[t] = inv_temp
+    else:
+        tau = tau2 if router == ROUTER_PERTURBED_COSINE else 0.0
+        for t in range(m):
+            sq = 0.0
+            for j in range(d):
+                sq += Xt[t, j] * Xt[t, j]
+            c = math.sqrt(sq) + tau
+            inv_c[t] = inv_temp / c if c > 0.0 else 0.0
+    # scores, and their maximum over experts (kept in inv_sum for now)
+    for t in range(m):
+        inv_sum[t] = -np.inf
+    for i in range(k):
+        dots = Z[i]
+        scores = E[i]
+        q = inv_q[i]
+        bias = gate_intercept[i]
+        for t in range(m):
+            s = dots[t] * q * inv_c[t] + bias
+            scores[t] = s
+            inv_sum[t] = max(inv_sum[t], s)
+    for i in range(k):
+        h = Z[k + i]
+        bias = expert_intercept[i]
+        for t in range(m):
+            h[t] += bias
+        if expert != EXPERT_LINEAR:
+            dh = dH[i]
+            for t in range(m):
+                h[t], dh[t] = activation(h[t], expert)
+    if top_k <= 0 or top_k >= k:
+        # E <- exp(scores - max); inv_sum <- 1 / sum_i E
+        for i in range(k):
+            e = E[i]
+            for t in range(m):
+                e[t] = exp_nonpositive(e[t] - inv_sum[t])
+        for t in range(m):
+            inv_sum[t] = E[0, t]
+        for i in range(1, k):
+            e = E[i]
+            for t in range(m):
+                inv_sum[t] += e[t]
+        for t in range(m):
+            inv_sum[t] = 1.0 / inv_sum[t]
+    else:
+        for t in range(m):
+            for i in range(k):
+                top_scores[i] = E[i, t]
+            _softmax_top_k(top_scores, top_k, top_gates)
+            for i in range(k):
+                E[i, t] = top_gates[i]
+            inv_sum[t] = 1.0
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
 def gates_and_experts(X, gate_coef, gate_intercept, expert_coef, expert_intercept,
                       router, expert, tau1, tau2, inv_temp, top_k, gates, outputs):
-    """Fill ``gates`` (n, k) and expert ``outputs`` (n, k) in place."""
+    """Fill ``gates`` (n, k) and expert ``outputs`` (n, k) in place.
+
+    ``X`` must be C-contiguous.
+    """
     n, d = X.shape
     k = gate_coef.shape[0]
     inv_q, _ = gate_inverse_norms(gate_coef, router, tau1)
-    gate_coef_t = np.ascontiguousarray(gate_coef.T)
-    expert_coef_t = np.ascontiguousarray(expert_coef.T)
+    W = np.vstack((gate_coef, expert_coef))
     n_blk = n_blocks(n)
     for blk in prange(n_blk):
         start, stop = _block_bounds(blk, n, n_blk)
-        dots = np.empty(k)
-        scores = np.empty(k)
-        dh = np.empty(k)
-        for row in range(start, stop):
-            _row_scores(X[row], gate_coef_t, gate_intercept, inv_q, router, tau2,
-                        inv_temp, dots, scores)
-            _softmax_top_k(scores, top_k, gates[row])
-            _row_experts(X[row], expert_coef_t, expert_intercept, expert,
-                         outputs[row], dh)
+        z_buf = np.empty(2 * k * TILE)
+        e_buf = np.empty(k * TILE)
+        dh_buf = np.empty(k * TILE)
+        inv_c = np.empty(TILE)
+        inv_sum = np.empty(TILE)
+        top_scores = np.empty(k)
+        top_gates = np.empty(k)
+        for t0 in range(start, stop, TILE):
+            m = min(TILE, stop - t0)
+            Z = z_buf[:2 * k * m].reshape((2 * k, m))
+            E = e_buf[:k * m].reshape((k, m))
+            dH = dh_buf[:k * m].reshape((k, m))
+            _tile_forward(X[t0:t0 + m], W, gate_intercept, inv_q, expert_intercept,
+                          router, expert, tau2, inv_temp, top_k, Z, E, dH, inv_c,
+                          inv_sum, top_scores, top_gates)
+            for t in range(m):
+                for i in range(k):
+                    gates[t0 + t, i] = E[i, t] * inv_sum[t]
+                    outputs[t0 + t, i] = Z[k + i, t]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
 def loss_and_gradient(X, y, sample_weight, gate_coef, gate_intercept, expert_coef,
                       expert_intercept, output_scale, output_intercept, router,
                       expert, tau1, tau2, inv_temp, top_k, grad):
@@ -209,8 +318,10 @@ def loss_and_gradient(X, y, sample_weight, gate_coef, gate_intercept, expert_coe
     Returns ``sum_n w_n (y_n - f(x_n))^2 / 2`` (not normalised) and writes its
     gradient into ``grad`` (length ``2 k d + 2 k + 2``), laid out as
     ``[gate_coef (k*d, row major), gate_intercept (k), expert_coef (k*d),
-    expert_intercept (k), output_scale, output_intercept]``.
-    No ``(n, k, d)`` temporary is formed.
+    expert_intercept (k), output_scale, output_intercept]``.  ``X`` must be
+    C-contiguous.  No ``(n, k, d)`` temporary is formed: per tile, the
+    gradients with respect to the rows of ``W`` are one matrix product of the
+    ``(2k, m)`` per-row derivatives with the tile of ``X``.
     """
     n, d = X.shape
     k = gate_coef.shape[0]
@@ -220,133 +331,186 @@ def loss_and_gradient(X, y, sample_weight, gate_coef, gate_intercept, expert_coe
     off_b = 2 * kd + k
     off_s = 2 * kd + 2 * k
     off_c = off_s + 1
-    width = off_c + 1 + k  # + k accumulators of the cosine radial term
     inv_q, norms = gate_inverse_norms(gate_coef, router, tau1)
+    W = np.vstack((gate_coef, expert_coef))
     n_blk = n_blocks(n)
-    partial = np.zeros((n_blk, width))
+    partial = np.zeros((n_blk, off_c + 1))
     partial_loss = np.zeros(n_blk)
-    gate_coef_t = np.ascontiguousarray(gate_coef.T)
-    expert_coef_t = np.ascontiguousarray(expert_coef.T)
     for blk in prange(n_blk):
         start, stop = _block_bounds(blk, n, n_blk)
-        dots = np.empty(k)
-        scores = np.empty(k)
-        gates = np.empty(k)
-        h = np.empty(k)
-        dh = np.empty(k)
-        t = np.empty(k)
-        gx = np.empty(k)
-        # block accumulators, features outside and experts inside
-        acc_gate = np.zeros((d, k))
-        acc_expert = np.zeros((d, k))
-        acc = np.zeros(4 * k + 2)  # b0 | b | radial | s, c
-        loss = 0.0
-        for row in range(start, stop):
-            x = X[row]
-            inv_c = _row_scores(x, gate_coef_t, gate_intercept, inv_q, router,
-                                tau2, inv_temp, dots, scores)
-            _softmax_top_k(scores, top_k, gates)
-            _row_experts(x, expert_coef_t, expert_intercept, expert, h, dh)
-            mix = 0.0
+        z_buf = np.empty(2 * k * TILE)
+        e_buf = np.empty(k * TILE)
+        dh_buf = np.empty(k * TILE)
+        g_buf = np.empty(2 * k * TILE)
+        inv_c = np.empty(TILE)
+        inv_sum = np.empty(TILE)
+        mix = np.empty(TILE)
+        resid = np.empty(TILE)
+        delta = np.empty(TILE)
+        top_scores = np.empty(k)
+        top_gates = np.empty(k)
+        # per-lane sums: b0 (k rows), b (k rows), then loss, s, c
+        lanes = np.zeros((2 * k + 3, TILE))
+        lane_loss = lanes[2 * k]
+        lane_s = lanes[2 * k + 1]
+        lane_c = lanes[2 * k + 2]
+        grad_w = np.zeros((2 * k, d))
+        tile_grad_w = np.empty((2 * k, d))
+        for t0 in range(start, stop, TILE):
+            m = min(TILE, stop - t0)
+            Xt = X[t0:t0 + m]
+            Z = z_buf[:2 * k * m].reshape((2 * k, m))
+            E = e_buf[:k * m].reshape((k, m))
+            dH = dh_buf[:k * m].reshape((k, m))
+            G = g_buf[:2 * k * m].reshape((2 * k, m))
+            _tile_forward(Xt, W, gate_intercept, inv_q, expert_intercept, router,
+                          expert, tau2, inv_temp, top_k, Z, E, dH, inv_c, inv_sum,
+                          top_scores, top_gates)
+            for t in range(m):
+                mix[t] = 0.0
             for i in range(k):
-                mix += gates[i] * h[i]
-            resid = y[row] - (output_intercept + output_scale * mix)
-            w = sample_weight[row]
-            loss += w * resid * resid
-            delta = -w * resid
-            acc[4 * k] += delta * mix
-            acc[4 * k + 1] += delta
-            delta *= output_scale
+                e = E[i]
+                h = Z[k + i]
+                for t in range(m):
+                    mix[t] += e[t] * h[t]
+            for t in range(m):
+                mix[t] *= inv_sum[t]
+            yt = y[t0:t0 + m]
+            wt = sample_weight[t0:t0 + m]
+            for t in range(m):
+                resid[t] = yt[t] - (output_intercept + output_scale * mix[t])
+            # delta = dL/df = -w r; then the sums for the loss, s and c
+            for t in range(m):
+                delta[t] = -wt[t] * resid[t]
+            for t in range(m):
+                lane_loss[t] -= delta[t] * resid[t]
+            for t in range(m):
+                lane_s[t] += delta[t] * mix[t]
+            for t in range(m):
+                lane_c[t] += delta[t]
+            # from here on delta * E[i] = dL/d(h_i) = s g_i dL/df
+            for t in range(m):
+                delta[t] *= output_scale * inv_sum[t]
             for i in range(k):
-                g = delta * gates[i]  # 0 outside the top K
-                t[i] = g * dh[i]
-                gam = g * (h[i] - mix)
-                gx[i] = gam * inv_temp * inv_c
-                acc[i] += gam
-                acc[k + i] += t[i]
-                acc[2 * k + i] += gx[i] * dots[i]
-            for j in range(d):
-                xj = x[j]
-                for i in range(k):
-                    acc_expert[j, i] += t[i] * xj
-                    acc_gate[j, i] += gx[i] * xj
+                e = E[i]
+                h = Z[k + i]
+                d_gate = G[i]
+                d_expert = G[k + i]
+                lane_b0 = lanes[i]
+                lane_b = lanes[k + i]
+                if expert == EXPERT_LINEAR:
+                    for t in range(m):
+                        v = delta[t] * e[t]
+                        d_expert[t] = v
+                        lane_b[t] += v
+                else:
+                    dh = dH[i]
+                    for t in range(m):
+                        v = delta[t] * e[t] * dh[t]
+                        d_expert[t] = v
+                        lane_b[t] += v
+                # dL/ds_i = s g_i (h_i - mix) dL/df; ds_i/dbeta1_i = x inv_c q_i
+                for t in range(m):
+                    d_gate[t] = delta[t] * e[t] * (h[t] - mix[t])
+                for t in range(m):
+                    lane_b0[t] += d_gate[t]
+                    d_gate[t] *= inv_c[t]
+            np.dot(G, Xt, tile_grad_w)
+            for a in range(2 * k):
+                for j in range(d):
+                    grad_w[a, j] += tile_grad_w[a, j]
         part = partial[blk]
         for i in range(k):
             for j in range(d):
-                part[i * d + j] = acc_gate[j, i]
-                part[off_a + i * d + j] = acc_expert[j, i]
-            part[off_b0 + i] = acc[i]
-            part[off_b + i] = acc[k + i]
-            part[off_c + 1 + i] = acc[2 * k + i]
-        part[off_s] = acc[4 * k]
-        part[off_c] = acc[4 * k + 1]
-        partial_loss[blk] = 0.5 * loss
-    total = 0.0
+                part[i * d + j] = grad_w[i, j]
+                part[off_a + i * d + j] = grad_w[k + i, j]
+        for a in range(2 * k + 3):
+            total = 0.0
+            for t in range(TILE):
+                total += lanes[a, t]
+            if a < k:
+                part[off_b0 + a] = total
+            elif a < 2 * k:
+                part[off_b + a - k] = total
+            elif a == 2 * k:
+                partial_loss[blk] = 0.5 * total
+            elif a == 2 * k + 1:
+                part[off_s] = total
+            else:
+                part[off_c] = total
+    loss = 0.0
     for j in range(off_c + 1):
         grad[j] = 0.0
-    radial = np.zeros(k)
     for blk in range(n_blk):
-        total += partial_loss[blk]
+        loss += partial_loss[blk]
         for j in range(off_c + 1):
             grad[j] += partial[blk, j]
-        for i in range(k):
-            radial[i] += partial[blk, off_c + 1 + i]
-    # chain rule through 1 / (|beta1_i| + tau1): scale each beta1 gradient
+    # chain rule through q_i = 1 / (|beta1_i| + tau1):
+    # dL/dbeta1_i = q_i g_i - q_i^2 (beta1_i . g_i) beta1_i / |beta1_i|, where
+    # g_i is the sum accumulated above (the gradient with q_i held fixed)
     for i in range(k):
-        iq = inv_q[i]
+        q = inv_q[i]
         corr = 0.0
         if router != ROUTER_LINEAR and norms[i] > 0.0:
-            corr = radial[i] * iq * iq / norms[i]
+            radial = 0.0
+            for j in range(d):
+                radial += gate_coef[i, j] * grad[i * d + j]
+            corr = radial * q * q / norms[i]
         for j in range(d):
-            grad[i * d + j] = grad[i * d + j] * iq - corr * gate_coef[i, j]
-    return total
+            grad[i * d + j] = grad[i * d + j] * q - corr * gate_coef[i, j]
+    return loss
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
 def gated_gram(X, y, sample_weight, gates):
     """Normal equations of linear experts with fixed gates.
 
     With ``z_n = (g_1(x_n) [x_n, 1], ..., g_k(x_n) [x_n, 1])`` returns
     ``sum_n w_n z_n z_n^T`` and ``sum_n w_n z_n y_n``; the unknowns are
-    ordered ``(a_1, b_1, ..., a_k, b_k)``.  Only the upper triangle is
-    accumulated; the lower one is copied from it.
+    ordered ``(a_1, b_1, ..., a_k, b_k)``.  Per tile, the ``z_n`` are the rows
+    of a matrix ``Z`` and the sums are matrix products with ``w * Z``; the
+    lower triangle is then copied from the upper one.
     """
     n, d = X.shape
     k = gates.shape[1]
     p = d + 1
-    m = k * p
+    width = k * p
     n_blk = n_blocks(n)
-    partial = np.zeros((n_blk, m * m))
-    partial_rhs = np.zeros((n_blk, m))
+    partial = np.zeros((n_blk, width, width))
+    partial_rhs = np.zeros((n_blk, width))
     for blk in prange(n_blk):
         start, stop = _block_bounds(blk, n, n_blk)
-        blk_gram = partial[blk]
-        blk_rhs = partial_rhs[blk]
-        z = np.empty(m)
-        for row in range(start, stop):
-            w = sample_weight[row]
-            if w == 0.0:
-                continue
-            for i in range(k):
-                g = gates[row, i]
-                for j in range(d):
-                    z[i * p + j] = g * X[row, j]
-                z[i * p + d] = g
-            wy = w * y[row]
-            for a in range(m):
-                za = w * z[a]
-                if za == 0.0:
-                    continue
-                blk_rhs[a] += z[a] * wy
-                row_a = a * m
-                for b in range(a, m):
-                    blk_gram[row_a + b] += za * z[b]
-    gram = np.zeros((m, m))
-    rhs = np.zeros(m)
+        z_buf = np.empty(TILE * width)
+        wz_buf = np.empty(TILE * width)
+        tile_gram = np.empty((width, width))
+        tile_rhs = np.empty(width)
+        gram = partial[blk]
+        rhs = partial_rhs[blk]
+        for t0 in range(start, stop, TILE):
+            m = min(TILE, stop - t0)
+            Z = z_buf[:m * width].reshape((m, width))
+            WZ = wz_buf[:m * width].reshape((m, width))
+            for t in range(m):
+                w = sample_weight[t0 + t]
+                for i in range(k):
+                    g = gates[t0 + t, i]
+                    for j in range(d):
+                        Z[t, i * p + j] = g * X[t0 + t, j]
+                    Z[t, i * p + d] = g
+                for a in range(width):
+                    WZ[t, a] = w * Z[t, a]
+            np.dot(Z.T, WZ, tile_gram)
+            np.dot(y[t0:t0 + m], WZ, tile_rhs)
+            for a in range(width):
+                rhs[a] += tile_rhs[a]
+                for b in range(width):
+                    gram[a, b] += tile_gram[a, b]
+    gram = np.zeros((width, width))
+    rhs = np.zeros(width)
     for blk in range(n_blk):
-        gram += partial[blk].reshape((m, m))
+        gram += partial[blk]
         rhs += partial_rhs[blk]
-    for a in range(m):
+    for a in range(width):  # exactly symmetric: the lower triangle from the upper
         for b in range(a):
             gram[a, b] = gram[b, a]
     return gram, rhs

@@ -114,6 +114,7 @@ class MoEParams:
 
 def gates_and_experts(X, params, spec):
     """Gate weights and expert outputs, each of shape ``(n_samples, n_experts)``."""
+    X = np.ascontiguousarray(X, dtype=np.float64)
     n = X.shape[0]
     k = params.shape[0]
     gates = np.empty((n, k))
@@ -138,6 +139,7 @@ def objective(theta, X, y, sample_weight, shape, spec):
     ``theta`` is the vector of :meth:`MoEParams.to_vector`; ``sample_weight``
     must sum to a positive number.
     """
+    X = np.ascontiguousarray(X, dtype=np.float64)
     params = MoEParams.from_vector(theta, shape, spec)
     k, d = shape
     grad = np.empty(2 * k * d + 2 * k + 2)

@@ -69,7 +69,8 @@ def initial_params(X, y, sample_weight, spec, n_experts, rng):
         gate_coef = centres
     params = MoEParams(gate_coef, np.zeros(n_experts),
                        np.zeros((n_experts, d)), np.zeros(n_experts))
-    update_linear_experts(X, y, sample_weight, params, spec)
+    with threadpool_limits(limits=1, user_api="blas"):  # see fit_least_squares
+        update_linear_experts(X, y, sample_weight, params, spec)
     if spec.learns_output_affine:
         # h(z) ~ h(0) + h'(0) z: choose s, c so that the feed-forward experts
         # start as the least-squares linear experts
@@ -139,8 +140,9 @@ def fit_least_squares(X, y, sample_weight, params, spec, *, max_iter=1000,
     shape = params.shape
     params = params.copy()
     args = (X, y, sample_weight, shape, spec)
-    # BLAS threads spin on the optimiser's tiny vector operations and fight
-    # the numba threads: one BLAS thread is much faster here
+    # the kernels call BLAS from each numba thread on small tiles, and BLAS
+    # threads spin on the optimiser's tiny vector operations: more BLAS
+    # threads would only fight the numba threads
     with threadpool_limits(limits=1, user_api="blas"):
         if spec.expert == "linear":
             update_linear_experts(X, y, sample_weight, params, spec)
