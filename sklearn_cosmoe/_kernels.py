@@ -204,8 +204,8 @@ def _softmax_top_k(scores, top_k, gates):
 # -- tiles ---------------------------------------------------------------------
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _tile_forward(Xt, W, gate_intercept, inv_q, expert_intercept, router, expert,
-                  tau2, inv_temp, top_k, Z, E, dH, inv_c, inv_sum, top_scores,
-                  top_gates):
+                  tau2, inv_temp, top_k, Z, E, dH, inv_c, inv_sum, col_max,
+                  top_scores, top_gates):
     """Router and experts for the rows ``Xt`` (m, d) of one tile.
 
     On return, for expert ``i`` and row ``t`` of the tile:
@@ -229,9 +229,9 @@ def _tile_forward(Xt, W, gate_intercept, inv_q, expert_intercept, router, expert
                 sq += Xt[t, j] * Xt[t, j]
             c = math.sqrt(sq) + tau
             inv_c[t] = inv_temp / c if c > 0.0 else 0.0
-    # scores, and their maximum over experts (kept in inv_sum for now)
+    # scores, and their maximum over experts
     for t in range(m):
-        inv_sum[t] = -np.inf
+        col_max[t] = -np.inf
     for i in range(k):
         dots = Z[i]
         scores = E[i]
@@ -240,7 +240,7 @@ def _tile_forward(Xt, W, gate_intercept, inv_q, expert_intercept, router, expert
         for t in range(m):
             s = dots[t] * q * inv_c[t] + bias
             scores[t] = s
-            inv_sum[t] = max(inv_sum[t], s)
+            col_max[t] = max(col_max[t], s)
     for i in range(k):
         h = Z[k + i]
         bias = expert_intercept[i]
@@ -252,16 +252,14 @@ def _tile_forward(Xt, W, gate_intercept, inv_q, expert_intercept, router, expert
                 h[t], dh[t] = activation(h[t], expert)
     if top_k <= 0 or top_k >= k:
         # E <- exp(scores - max); inv_sum <- 1 / sum_i E
+        for t in range(m):
+            inv_sum[t] = 0.0
         for i in range(k):
             e = E[i]
             for t in range(m):
-                e[t] = exp_nonpositive(e[t] - inv_sum[t])
-        for t in range(m):
-            inv_sum[t] = E[0, t]
-        for i in range(1, k):
-            e = E[i]
-            for t in range(m):
-                inv_sum[t] += e[t]
+                v = exp_nonpositive(e[t] - col_max[t])
+                e[t] = v
+                inv_sum[t] += v
         for t in range(m):
             inv_sum[t] = 1.0 / inv_sum[t]
     else:
@@ -293,6 +291,7 @@ def gates_and_experts(X, gate_coef, gate_intercept, expert_coef, expert_intercep
         dh_buf = np.empty(k * TILE)
         inv_c = np.empty(TILE)
         inv_sum = np.empty(TILE)
+        col_max = np.empty(TILE)
         top_scores = np.empty(k)
         top_gates = np.empty(k)
         for t0 in range(start, stop, TILE):
@@ -302,7 +301,7 @@ def gates_and_experts(X, gate_coef, gate_intercept, expert_coef, expert_intercep
             dH = dh_buf[:k * m].reshape((k, m))
             _tile_forward(X[t0:t0 + m], W, gate_intercept, inv_q, expert_intercept,
                           router, expert, tau2, inv_temp, top_k, Z, E, dH, inv_c,
-                          inv_sum, top_scores, top_gates)
+                          inv_sum, col_max, top_scores, top_gates)
             for t in range(m):
                 for i in range(k):
                     gates[t0 + t, i] = E[i, t] * inv_sum[t]
@@ -344,6 +343,7 @@ def loss_and_gradient(X, y, sample_weight, gate_coef, gate_intercept, expert_coe
         g_buf = np.empty(2 * k * TILE)
         inv_c = np.empty(TILE)
         inv_sum = np.empty(TILE)
+        col_max = np.empty(TILE)
         mix = np.empty(TILE)
         resid = np.empty(TILE)
         delta = np.empty(TILE)
@@ -365,7 +365,7 @@ def loss_and_gradient(X, y, sample_weight, gate_coef, gate_intercept, expert_coe
             G = g_buf[:2 * k * m].reshape((2 * k, m))
             _tile_forward(Xt, W, gate_intercept, inv_q, expert_intercept, router,
                           expert, tau2, inv_temp, top_k, Z, E, dH, inv_c, inv_sum,
-                          top_scores, top_gates)
+                          col_max, top_scores, top_gates)
             for t in range(m):
                 mix[t] = 0.0
             for i in range(k):

@@ -41,6 +41,53 @@ def test_experts_and_predict_match_numpy(small_data, expert):
                     rtol=1e-12)
 
 
+@numba.njit
+def _exp_each(x):
+    out = np.empty_like(x)
+    for i in range(x.size):
+        out[i] = _kernels.exp_nonpositive(x[i])
+    return out
+
+
+def test_exp_nonpositive_is_within_an_ulp_of_numpy():
+    rng = np.random.default_rng(9)
+    x = np.concatenate([-rng.uniform(0, 1, 4000), -rng.uniform(0, 708, 4000),
+                        [0.0, -0.0, -1e-300, -0.5 * np.log(2), -708.0]])
+    assert_allclose(_exp_each(x), np.exp(x), rtol=2.3e-16, atol=0)
+    # below -708 the result is flushed to 0 (the softmax needs no subnormals)
+    assert_array_equal(_exp_each(np.array([-708.1, -745.2, -1e6, -np.inf])), 0.0)
+
+
+@pytest.mark.parametrize("top_k", [None, 2])
+@pytest.mark.parametrize("router", ROUTERS)
+def test_kernels_match_numpy_across_blocks_and_tiles(router, top_k):
+    """1301 rows: 3 blocks of 434 rows, each a full and a partial tile."""
+    assert _kernels.TILE < 434 < 2 * _kernels.TILE
+    rng = np.random.default_rng(10)
+    X = rng.standard_normal((1301, 3))
+    X[7] = 0.0
+    y = rng.standard_normal(1301)
+    w = rng.uniform(0.5, 2.0, 1301)
+    p = random_params(rng, 5, 3)
+    spec = MoESpec(router=router, expert="tanh", top_k=top_k, tau1=0.5, tau2=0.3,
+                   temperature=0.7)
+    gates, _ = gates_and_experts(X, p, spec)
+    s = reference.scores(X, p.gate_coef, p.gate_intercept, router, 0.5, 0.3, 0.7)
+    assert_allclose(gates, reference.gates(s, top_k), rtol=1e-12, atol=1e-15)
+    loss, grad = objective(p.to_vector(spec), X, y, w, (5, 3), spec)
+    r = y - reference.predict(X, p, router, "tanh", 0.5, 0.3, 0.7, top_k)
+    expected = 0.5 * w @ r**2 / w.sum() + 0.5 * spec.alpha * np.sum(p.expert_coef**2)
+    if router == "linear":
+        expected += 0.5 * spec.alpha * np.sum(p.gate_coef**2)
+    assert_allclose(loss, expected, rtol=1e-12)
+
+    def loss_only(t):
+        return objective(t, X, y, w, (5, 3), spec)[0]
+
+    assert check_grad(loss_only, lambda t: objective(t, X, y, w, (5, 3), spec)[1],
+                      p.to_vector(spec)) < 1e-6 * np.linalg.norm(grad)
+
+
 def test_zero_row_under_cosine_router_scores_its_bias():
     """A zero row has cosine term 0: its gates are softmax(beta0), never NaN."""
     p = random_params(np.random.default_rng(3), 3, 2)
