@@ -90,8 +90,11 @@ def unpack(theta, k, d):
             theta[kd + k:2 * kd + k].reshape(k, d), theta[2 * kd + k:2 * kd + 2 * k])
 
 
-def numpy_objective(theta, X, y, w, k, spec):
+def numpy_objective(theta, X, y, w, k, spec, x_norms=None):
     """Objective and gradient, vectorised NumPy, (n, k) temporaries.
+
+    ``x_norms``, the row norms of ``X``, may be computed once for all
+    evaluations, as the package's solver and :func:`torch_loss_fn` do.
 
     ``L = 1/2 sum_n w_n r_n^2 / sum_n w_n + alpha/2 |A|^2`` (+ ``alpha/2 |B1|^2``
     under the linear router), ``r = y - f``, ``f = sum_i g_i (a_i . x + b_i)``.
@@ -109,7 +112,9 @@ def numpy_objective(theta, X, y, w, k, spec):
                       else (0.0, 0.0))
         nb = np.sqrt(np.einsum("ij,ij->i", B1, B1))
         q = nb + tau1
-        c = np.sqrt(np.einsum("ij,ij->i", X, X)) + tau2
+        if x_norms is None:
+            x_norms = np.sqrt(np.einsum("ij,ij->i", X, X))
+        c = x_norms + tau2
         inv_c = np.divide(1.0, c, out=np.zeros_like(c), where=c > 0)
         inv_q = np.divide(1.0, q, out=np.zeros_like(q), where=q > 0)
         P = D * inv_c[:, None]                     # p = beta1_i . x / c

@@ -202,12 +202,30 @@ def _softmax_top_k(scores, top_k, gates):
 
 
 # -- tiles ---------------------------------------------------------------------
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def row_norms(X):
+    """Euclidean norm of each row of ``X``.
+
+    The data's part of the cosine scores: a fit computes it once, not at each
+    of its hundreds of evaluations.
+    """
+    n, d = X.shape
+    norms = np.empty(n)
+    for row in prange(n):
+        sq = 0.0
+        for j in range(d):
+            sq += X[row, j] * X[row, j]
+        norms[row] = math.sqrt(sq)
+    return norms
+
+
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
-def _tile_forward(Xt, W, gate_intercept, inv_q, expert_intercept, router, expert,
-                  tau2, inv_temp, top_k, Z, E, dH, inv_c, inv_sum, col_max,
+def _tile_forward(Xt, x_norms, W, gate_intercept, inv_q, expert_intercept, router,
+                  expert, tau2, inv_temp, top_k, Z, E, dH, inv_c, inv_sum, col_max,
                   top_scores, top_gates):
     """Router and experts for the rows ``Xt`` (m, d) of one tile.
 
+    ``x_norms`` holds their Euclidean norms (unused by the linear router).
     On return, for expert ``i`` and row ``t`` of the tile:
     ``Z[i, t] = beta1_i . x_t``; ``Z[k + i, t] = h(a_i . x_t + b_i)``;
     ``dH[i, t] = h'(a_i . x_t + b_i)`` (feed-forward experts only);
@@ -215,7 +233,7 @@ def _tile_forward(Xt, W, gate_intercept, inv_q, expert_intercept, router, expert
     the gate is ``E[i, t] * inv_sum[t]``.  ``W`` stacks ``gate_coef`` over
     ``expert_coef``.
     """
-    m, d = Xt.shape
+    m = Xt.shape[0]
     k = gate_intercept.shape[0]
     np.dot(W, Xt.T, Z)
     if router == ROUTER_LINEAR:
@@ -224,10 +242,7 @@ def _tile_forward(Xt, W, gate_intercept, inv_q, expert_intercept, router, expert
     else:
         tau = tau2 if router == ROUTER_PERTURBED_COSINE else 0.0
         for t in range(m):
-            sq = 0.0
-            for j in range(d):
-                sq += Xt[t, j] * Xt[t, j]
-            c = math.sqrt(sq) + tau
+            c = x_norms[t] + tau
             inv_c[t] = inv_temp / c if c > 0.0 else 0.0
     # scores, and their maximum over experts
     for t in range(m):
@@ -273,11 +288,12 @@ def _tile_forward(Xt, W, gate_intercept, inv_q, expert_intercept, router, expert
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def gates_and_experts(X, gate_coef, gate_intercept, expert_coef, expert_intercept,
-                      router, expert, tau1, tau2, inv_temp, top_k, gates, outputs):
+def gates_and_experts(X, x_norms, gate_coef, gate_intercept, expert_coef,
+                      expert_intercept, router, expert, tau1, tau2, inv_temp, top_k,
+                      gates, outputs):
     """Fill ``gates`` (n, k) and expert ``outputs`` (n, k) in place.
 
-    ``X`` must be C-contiguous.
+    ``X`` must be C-contiguous; ``x_norms`` is :func:`row_norms` of ``X``.
     """
     n, d = X.shape
     k = gate_coef.shape[0]
@@ -299,8 +315,8 @@ def gates_and_experts(X, gate_coef, gate_intercept, expert_coef, expert_intercep
             Z = z_buf[:2 * k * m].reshape((2 * k, m))
             E = e_buf[:k * m].reshape((k, m))
             dH = dh_buf[:k * m].reshape((k, m))
-            _tile_forward(X[t0:t0 + m], W, gate_intercept, inv_q, expert_intercept,
-                          router, expert, tau2, inv_temp, top_k, Z, E, dH, inv_c,
+            _tile_forward(X[t0:t0 + m], x_norms[t0:t0 + m], W, gate_intercept,
+                          inv_q, expert_intercept, router, expert, tau2, inv_temp, top_k, Z, E, dH, inv_c,
                           inv_sum, col_max, top_scores, top_gates)
             for t in range(m):
                 for i in range(k):
@@ -309,16 +325,16 @@ def gates_and_experts(X, gate_coef, gate_intercept, expert_coef, expert_intercep
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def loss_and_gradient(X, y, sample_weight, gate_coef, gate_intercept, expert_coef,
-                      expert_intercept, output_scale, output_intercept, router,
-                      expert, tau1, tau2, inv_temp, top_k, grad):
+def loss_and_gradient(X, x_norms, y, sample_weight, gate_coef, gate_intercept,
+                      expert_coef, expert_intercept, output_scale, output_intercept,
+                      router, expert, tau1, tau2, inv_temp, top_k, grad):
     """Weighted sum of squares and its exact gradient, in one pass over ``X``.
 
     Returns ``sum_n w_n (y_n - f(x_n))^2 / 2`` (not normalised) and writes its
     gradient into ``grad`` (length ``2 k d + 2 k + 2``), laid out as
     ``[gate_coef (k*d, row major), gate_intercept (k), expert_coef (k*d),
     expert_intercept (k), output_scale, output_intercept]``.  ``X`` must be
-    C-contiguous.  No ``(n, k, d)`` temporary is formed: per tile, the
+    C-contiguous; ``x_norms`` is :func:`row_norms` of ``X``.  No ``(n, k, d)`` temporary is formed: per tile, the
     gradients with respect to the rows of ``W`` are one matrix product of the
     ``(2k, m)`` per-row derivatives with the tile of ``X``.
     """
@@ -345,7 +361,6 @@ def loss_and_gradient(X, y, sample_weight, gate_coef, gate_intercept, expert_coe
         inv_sum = np.empty(TILE)
         col_max = np.empty(TILE)
         mix = np.empty(TILE)
-        resid = np.empty(TILE)
         delta = np.empty(TILE)
         top_scores = np.empty(k)
         top_gates = np.empty(k)
@@ -363,8 +378,8 @@ def loss_and_gradient(X, y, sample_weight, gate_coef, gate_intercept, expert_coe
             E = e_buf[:k * m].reshape((k, m))
             dH = dh_buf[:k * m].reshape((k, m))
             G = g_buf[:2 * k * m].reshape((2 * k, m))
-            _tile_forward(Xt, W, gate_intercept, inv_q, expert_intercept, router,
-                          expert, tau2, inv_temp, top_k, Z, E, dH, inv_c, inv_sum,
+            _tile_forward(Xt, x_norms[t0:t0 + m], W, gate_intercept, inv_q,
+                          expert_intercept, router, expert, tau2, inv_temp, top_k, Z, E, dH, inv_c, inv_sum,
                           col_max, top_scores, top_gates)
             for t in range(m):
                 mix[t] = 0.0
@@ -377,16 +392,13 @@ def loss_and_gradient(X, y, sample_weight, gate_coef, gate_intercept, expert_coe
                 mix[t] *= inv_sum[t]
             yt = y[t0:t0 + m]
             wt = sample_weight[t0:t0 + m]
+            # delta = dL/df = -w r, and the sums for the loss, s and c
             for t in range(m):
-                resid[t] = yt[t] - (output_intercept + output_scale * mix[t])
-            # delta = dL/df = -w r; then the sums for the loss, s and c
-            for t in range(m):
-                delta[t] = -wt[t] * resid[t]
-            for t in range(m):
-                lane_loss[t] -= delta[t] * resid[t]
+                r = yt[t] - (output_intercept + output_scale * mix[t])
+                delta[t] = -wt[t] * r
+                lane_loss[t] += wt[t] * r * r
             for t in range(m):
                 lane_s[t] += delta[t] * mix[t]
-            for t in range(m):
                 lane_c[t] += delta[t]
             # from here on delta * E[i] = dL/d(h_i) = s g_i dL/df
             for t in range(m):

@@ -112,15 +112,25 @@ class MoEParams:
         return cls(**arrays)
 
 
-def gates_and_experts(X, params, spec):
-    """Gate weights and expert outputs, each of shape ``(n_samples, n_experts)``."""
+def row_norms(X):
+    """Euclidean norm of each row of ``X``, for the ``x_norms`` arguments below."""
+    return _kernels.row_norms(np.ascontiguousarray(X, dtype=np.float64))
+
+
+def gates_and_experts(X, params, spec, x_norms=None):
+    """Gate weights and expert outputs, each of shape ``(n_samples, n_experts)``.
+
+    ``x_norms`` (:func:`row_norms` of ``X``) is computed when not given.
+    """
     X = np.ascontiguousarray(X, dtype=np.float64)
+    if x_norms is None:
+        x_norms = _kernels.row_norms(X)
     n = X.shape[0]
     k = params.shape[0]
     gates = np.empty((n, k))
     outputs = np.empty((n, k))
     _kernels.gates_and_experts(
-        X, params.gate_coef, params.gate_intercept, params.expert_coef,
+        X, x_norms, params.gate_coef, params.gate_intercept, params.expert_coef,
         params.expert_intercept, *spec.kernel_args(), gates, outputs,
     )
     return gates, outputs
@@ -133,18 +143,22 @@ def predict(X, params, spec):
     return params.output_intercept + params.output_scale * mix
 
 
-def objective(theta, X, y, sample_weight, shape, spec):
+def objective(theta, X, y, sample_weight, shape, spec, x_norms=None):
     """Objective ``L`` (module docstring) and its gradient at ``theta``.
 
     ``theta`` is the vector of :meth:`MoEParams.to_vector`; ``sample_weight``
-    must sum to a positive number.
+    must sum to a positive number.  ``x_norms`` (:func:`row_norms` of ``X``)
+    is computed when not given; a fit passes it to save that pass over ``X``
+    at every evaluation.
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
+    if x_norms is None:
+        x_norms = _kernels.row_norms(X)
     params = MoEParams.from_vector(theta, shape, spec)
     k, d = shape
     grad = np.empty(2 * k * d + 2 * k + 2)
     loss = _kernels.loss_and_gradient(
-        X, y, sample_weight, params.gate_coef, params.gate_intercept,
+        X, x_norms, y, sample_weight, params.gate_coef, params.gate_intercept,
         params.expert_coef, params.expert_intercept, float(params.output_scale),
         float(params.output_intercept), *spec.kernel_args(), grad,
     )

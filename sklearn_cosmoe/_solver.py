@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from . import _kernels
 from ._experts import LINEARISATION
-from ._model import MoEParams, gates_and_experts, objective
+from ._model import MoEParams, gates_and_experts, objective, row_norms
 
 _KMEANS_ITER = 10
 
@@ -80,7 +80,7 @@ def initial_params(X, y, sample_weight, spec, n_experts, rng):
     return params
 
 
-def update_linear_experts(X, y, sample_weight, params, spec):
+def update_linear_experts(X, y, sample_weight, params, spec, x_norms=None):
     """Set the expert parameters to the exact weighted ridge least squares.
 
     With the gates fixed, ``f(x) = sum_i g_i(x) (a_i . x + b_i)`` is linear in
@@ -88,7 +88,7 @@ def update_linear_experts(X, y, sample_weight, params, spec):
     Modifies ``params`` in place.
     """
     k, d = params.shape
-    gates, _ = gates_and_experts(X, params, spec)
+    gates, _ = gates_and_experts(X, params, spec, x_norms)
     gram, rhs = _kernels.gated_gram(X, y, sample_weight, gates)
     total = sample_weight.sum()
     gram /= total
@@ -139,13 +139,14 @@ def fit_least_squares(X, y, sample_weight, params, spec, *, max_iter=1000,
     """
     shape = params.shape
     params = params.copy()
-    args = (X, y, sample_weight, shape, spec)
+    x_norms = row_norms(X)
+    args = (X, y, sample_weight, shape, spec, x_norms)
     # the kernels call BLAS from each numba thread on small tiles, and BLAS
     # threads spin on the optimiser's tiny vector operations: more BLAS
     # threads would only fight the numba threads
     with threadpool_limits(limits=1, user_api="blas"):
         if spec.expert == "linear":
-            update_linear_experts(X, y, sample_weight, params, spec)
+            update_linear_experts(X, y, sample_weight, params, spec, x_norms)
         result = minimize(
             objective, params.to_vector(spec), args=args, jac=True,
             method="L-BFGS-B",
@@ -154,7 +155,7 @@ def fit_least_squares(X, y, sample_weight, params, spec, *, max_iter=1000,
         params = MoEParams.from_vector(result.x, shape, spec)
         loss = result.fun
         if spec.expert == "linear":
-            update_linear_experts(X, y, sample_weight, params, spec)
+            update_linear_experts(X, y, sample_weight, params, spec, x_norms)
             loss = objective(params.to_vector(spec), *args)[0]
     if verbose:
         print(f"[CosineMoE] {result.nit} L-BFGS iterations, {result.nfev} "
