@@ -221,11 +221,16 @@ def row_norms(X):
 
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _tile_forward(Xt, x_norms, W, gate_intercept, inv_q, expert_intercept, router,
-                  expert, tau2, inv_temp, top_k, Z, E, dH, inv_c, inv_sum, col_max,
-                  top_scores, top_gates):
+                  expert, tau2, inv_temp, top_k, use_blas, Z, E, dH, inv_c, inv_sum,
+                  col_max, top_scores, top_gates):
     """Router and experts for the rows ``Xt`` (m, d) of one tile.
 
     ``x_norms`` holds their Euclidean norms (unused by the linear router).
+    With ``use_blas`` the dot products are one BLAS product, whose rounding
+    can depend on where a row falls in the tile; without it each row's dot
+    products are summed in feature order, so a row's result does not depend
+    on the other rows (what :func:`gates_and_experts`, behind ``predict``,
+    needs).
     On return, for expert ``i`` and row ``t`` of the tile:
     ``Z[i, t] = beta1_i . x_t``; ``Z[k + i, t] = h(a_i . x_t + b_i)``;
     ``dH[i, t] = h'(a_i . x_t + b_i)`` (feed-forward experts only);
@@ -233,9 +238,17 @@ def _tile_forward(Xt, x_norms, W, gate_intercept, inv_q, expert_intercept, route
     the gate is ``E[i, t] * inv_sum[t]``.  ``W`` stacks ``gate_coef`` over
     ``expert_coef``.
     """
-    m = Xt.shape[0]
+    m, d = Xt.shape
     k = gate_intercept.shape[0]
-    np.dot(W, Xt.T, Z)
+    if use_blas:
+        np.dot(W, Xt.T, Z)
+    else:
+        for t in range(m):
+            for i in range(2 * k):
+                acc = 0.0
+                for j in range(d):
+                    acc += W[i, j] * Xt[t, j]
+                Z[i, t] = acc
     if router == ROUTER_LINEAR:
         for t in range(m):
             inv_c[t] = inv_temp
@@ -316,8 +329,9 @@ def gates_and_experts(X, x_norms, gate_coef, gate_intercept, expert_coef,
             E = e_buf[:k * m].reshape((k, m))
             dH = dh_buf[:k * m].reshape((k, m))
             _tile_forward(X[t0:t0 + m], x_norms[t0:t0 + m], W, gate_intercept,
-                          inv_q, expert_intercept, router, expert, tau2, inv_temp, top_k, Z, E, dH, inv_c,
-                          inv_sum, col_max, top_scores, top_gates)
+                          inv_q, expert_intercept, router, expert, tau2, inv_temp,
+                          top_k, False, Z, E, dH, inv_c, inv_sum, col_max,
+                          top_scores, top_gates)
             for t in range(m):
                 for i in range(k):
                     gates[t0 + t, i] = E[i, t] * inv_sum[t]
@@ -334,9 +348,10 @@ def loss_and_gradient(X, x_norms, y, sample_weight, gate_coef, gate_intercept,
     gradient into ``grad`` (length ``2 k d + 2 k + 2``), laid out as
     ``[gate_coef (k*d, row major), gate_intercept (k), expert_coef (k*d),
     expert_intercept (k), output_scale, output_intercept]``.  ``X`` must be
-    C-contiguous; ``x_norms`` is :func:`row_norms` of ``X``.  No ``(n, k, d)`` temporary is formed: per tile, the
-    gradients with respect to the rows of ``W`` are one matrix product of the
-    ``(2k, m)`` per-row derivatives with the tile of ``X``.
+    C-contiguous; ``x_norms`` is :func:`row_norms` of ``X``.  No ``(n, k, d)``
+    temporary is formed: per tile, the gradients with respect to the rows of
+    ``W`` are one matrix product of the ``(2k, m)`` per-row derivatives with the
+    tile of ``X``.
     """
     n, d = X.shape
     k = gate_coef.shape[0]
@@ -379,8 +394,9 @@ def loss_and_gradient(X, x_norms, y, sample_weight, gate_coef, gate_intercept,
             dH = dh_buf[:k * m].reshape((k, m))
             G = g_buf[:2 * k * m].reshape((2 * k, m))
             _tile_forward(Xt, x_norms[t0:t0 + m], W, gate_intercept, inv_q,
-                          expert_intercept, router, expert, tau2, inv_temp, top_k, Z, E, dH, inv_c, inv_sum,
-                          col_max, top_scores, top_gates)
+                          expert_intercept, router, expert, tau2, inv_temp, top_k,
+                          True, Z, E, dH, inv_c, inv_sum, col_max, top_scores,
+                          top_gates)
             for t in range(m):
                 mix[t] = 0.0
             for i in range(k):
