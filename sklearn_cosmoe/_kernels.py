@@ -87,17 +87,23 @@ def activation(z, expert):
     return z * cdf, cdf + z * _INV_SQRT_2PI * math.exp(-0.5 * z * z)
 
 
+@njit(cache=True, inline="always")
+def _row_norm(A, row):
+    """Euclidean norm of ``A[row]``, summed in column order."""
+    sq = 0.0
+    for j in range(A.shape[1]):
+        sq += A[row, j] * A[row, j]
+    return math.sqrt(sq)
+
+
 @njit(cache=True)
 def gate_inverse_norms(gate_coef, router, tau1):
     """``1 / (|beta1_i| + tau1)`` per expert (0 where that is 0) and ``|beta1_i|``."""
-    k, d = gate_coef.shape
+    k = gate_coef.shape[0]
     inv_q = np.zeros(k)
     norms = np.zeros(k)
     for i in range(k):
-        acc = 0.0
-        for j in range(d):
-            acc += gate_coef[i, j] * gate_coef[i, j]
-        norms[i] = math.sqrt(acc)
+        norms[i] = _row_norm(gate_coef, i)
         if router == ROUTER_LINEAR:
             inv_q[i] = 1.0
         else:
@@ -209,13 +215,10 @@ def row_norms(X):
     The data's part of the cosine scores: a fit computes it once, not at each
     of its hundreds of evaluations.
     """
-    n, d = X.shape
+    n = X.shape[0]
     norms = np.empty(n)
     for row in prange(n):
-        sq = 0.0
-        for j in range(d):
-            sq += X[row, j] * X[row, j]
-        norms[row] = math.sqrt(sq)
+        norms[row] = _row_norm(X, row)
     return norms
 
 
