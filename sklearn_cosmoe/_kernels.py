@@ -8,9 +8,10 @@ parallel and adds the partials in block order, so results are bit-for-bit the
 same whatever the number of threads.
 
 Within a block, rows are processed in tiles of ``TILE`` rows laid out with the
-rows last, ``(n_experts, rows)``: the products with ``X`` are matrix products
-(BLAS), and every other loop runs over the rows of a tile, which the compiler
-turns into SIMD code.  Sums over the rows of a block are kept per lane of a
+rows last, ``(n_experts, rows)``: the products with ``X`` in the loss and
+gradient are matrix products (BLAS; :func:`gates_and_experts` sums each row's
+dot products itself, see :func:`_tile_forward`), and every other loop runs
+over the rows of a tile, which the compiler turns into SIMD code.  Sums over the rows of a block are kept per lane of a
 tile and added in lane order at the end of the block.
 
 Notation (see ``model.md``): for a row ``x``, ``dot_i = beta1_i . x`` and
@@ -234,6 +235,7 @@ def _tile_forward(Xt, x_norms, W, gate_intercept, inv_q, expert_intercept, route
     products are summed in feature order, so a row's result does not depend
     on the other rows (what :func:`gates_and_experts`, behind ``predict``,
     needs).
+
     On return, for expert ``i`` and row ``t`` of the tile:
     ``Z[i, t] = beta1_i . x_t``; ``Z[k + i, t] = h(a_i . x_t + b_i)``;
     ``dH[i, t] = h'(a_i . x_t + b_i)`` (feed-forward experts only);
