@@ -11,8 +11,9 @@ Within a block, rows are processed in tiles of ``TILE`` rows laid out with the
 rows last, ``(n_experts, rows)``: the products with ``X`` in the loss and
 gradient are matrix products (BLAS; :func:`gates_and_experts` sums each row's
 dot products itself, see :func:`_tile_forward`), and every other loop runs
-over the rows of a tile, which the compiler turns into SIMD code.  Sums over the rows of a block are kept per lane of a
-tile and added in lane order at the end of the block.
+over the rows of a tile, which the compiler turns into SIMD code.  Sums over
+the rows of a block are kept per lane of a tile and added in lane order at the
+end of the block.
 
 Notation (see ``model.md``): for a row ``x``, ``dot_i = beta1_i . x`` and
 
@@ -223,11 +224,20 @@ def row_norms(X):
     return norms
 
 
+@njit(cache=True, inline="always")
+def _tile_scratch(k):
+    """Work arrays for :func:`_tile_forward`, allocated once per block."""
+    return (np.empty(2 * k * TILE), np.empty(k * TILE), np.empty(k * TILE),
+            np.empty(TILE), np.empty(TILE), np.empty(TILE), np.empty(k), np.empty(k))
+
+
 @njit(cache=True, inline="always", fastmath=_FASTMATH)
 def _tile_forward(Xt, x_norms, W, gate_intercept, inv_q, expert_intercept, router,
-                  expert, tau2, inv_temp, top_k, use_blas, Z, E, dH, inv_c, inv_sum,
-                  col_max, top_scores, top_gates):
+                  expert, tau2, inv_temp, top_k, use_blas, scratch):
     """Router and experts for the rows ``Xt`` (m, d) of one tile.
+
+    Returns ``Z, E, dH, inv_c, inv_sum``, views of ``scratch``
+    (:func:`_tile_scratch`) described below.
 
     ``x_norms`` holds their Euclidean norms (unused by the linear router).
     With ``use_blas`` the dot products are one BLAS product, whose rounding
@@ -245,6 +255,10 @@ def _tile_forward(Xt, x_norms, W, gate_intercept, inv_q, expert_intercept, route
     """
     m, d = Xt.shape
     k = gate_intercept.shape[0]
+    z_buf, e_buf, dh_buf, inv_c, inv_sum, col_max, top_scores, top_gates = scratch
+    Z = z_buf[:2 * k * m].reshape((2 * k, m))
+    E = e_buf[:k * m].reshape((k, m))
+    dH = dh_buf[:k * m].reshape((k, m))
     if use_blas:
         np.dot(W, Xt.T, Z)
     else:
@@ -303,6 +317,7 @@ def _tile_forward(Xt, x_norms, W, gate_intercept, inv_q, expert_intercept, route
             for i in range(k):
                 E[i, t] = top_gates[i]
             inv_sum[t] = 1.0
+    return Z, E, dH, inv_c, inv_sum
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
@@ -320,23 +335,13 @@ def gates_and_experts(X, x_norms, gate_coef, gate_intercept, expert_coef,
     n_blk = n_blocks(n)
     for blk in prange(n_blk):
         start, stop = _block_bounds(blk, n, n_blk)
-        z_buf = np.empty(2 * k * TILE)
-        e_buf = np.empty(k * TILE)
-        dh_buf = np.empty(k * TILE)
-        inv_c = np.empty(TILE)
-        inv_sum = np.empty(TILE)
-        col_max = np.empty(TILE)
-        top_scores = np.empty(k)
-        top_gates = np.empty(k)
+        scratch = _tile_scratch(k)
         for t0 in range(start, stop, TILE):
             m = min(TILE, stop - t0)
-            Z = z_buf[:2 * k * m].reshape((2 * k, m))
-            E = e_buf[:k * m].reshape((k, m))
-            dH = dh_buf[:k * m].reshape((k, m))
-            _tile_forward(X[t0:t0 + m], x_norms[t0:t0 + m], W, gate_intercept,
-                          inv_q, expert_intercept, router, expert, tau2, inv_temp,
-                          top_k, False, Z, E, dH, inv_c, inv_sum, col_max,
-                          top_scores, top_gates)
+            Z, E, _, _, inv_sum = _tile_forward(
+                X[t0:t0 + m], x_norms[t0:t0 + m], W, gate_intercept, inv_q,
+                expert_intercept, router, expert, tau2, inv_temp, top_k, False,
+                scratch)
             for t in range(m):
                 for i in range(k):
                     gates[t0 + t, i] = E[i, t] * inv_sum[t]
@@ -373,17 +378,10 @@ def loss_and_gradient(X, x_norms, y, sample_weight, gate_coef, gate_intercept,
     partial_loss = np.zeros(n_blk)
     for blk in prange(n_blk):
         start, stop = _block_bounds(blk, n, n_blk)
-        z_buf = np.empty(2 * k * TILE)
-        e_buf = np.empty(k * TILE)
-        dh_buf = np.empty(k * TILE)
+        scratch = _tile_scratch(k)
         g_buf = np.empty(2 * k * TILE)
-        inv_c = np.empty(TILE)
-        inv_sum = np.empty(TILE)
-        col_max = np.empty(TILE)
         mix = np.empty(TILE)
         delta = np.empty(TILE)
-        top_scores = np.empty(k)
-        top_gates = np.empty(k)
         # per-lane sums: b0 (k rows), b (k rows), then loss, s, c
         lanes = np.zeros((2 * k + 3, TILE))
         lane_loss = lanes[2 * k]
@@ -394,14 +392,10 @@ def loss_and_gradient(X, x_norms, y, sample_weight, gate_coef, gate_intercept,
         for t0 in range(start, stop, TILE):
             m = min(TILE, stop - t0)
             Xt = X[t0:t0 + m]
-            Z = z_buf[:2 * k * m].reshape((2 * k, m))
-            E = e_buf[:k * m].reshape((k, m))
-            dH = dh_buf[:k * m].reshape((k, m))
+            Z, E, dH, inv_c, inv_sum = _tile_forward(
+                Xt, x_norms[t0:t0 + m], W, gate_intercept, inv_q, expert_intercept,
+                router, expert, tau2, inv_temp, top_k, True, scratch)
             G = g_buf[:2 * k * m].reshape((2 * k, m))
-            _tile_forward(Xt, x_norms[t0:t0 + m], W, gate_intercept, inv_q,
-                          expert_intercept, router, expert, tau2, inv_temp, top_k,
-                          True, Z, E, dH, inv_c, inv_sum, col_max, top_scores,
-                          top_gates)
             for t in range(m):
                 mix[t] = 0.0
             for i in range(k):
@@ -457,20 +451,15 @@ def loss_and_gradient(X, x_norms, y, sample_weight, gate_coef, gate_intercept,
             for j in range(d):
                 part[i * d + j] = grad_w[i, j]
                 part[off_a + i * d + j] = grad_w[k + i, j]
+        sums = np.zeros(2 * k + 3)
         for a in range(2 * k + 3):
-            total = 0.0
             for t in range(TILE):
-                total += lanes[a, t]
-            if a < k:
-                part[off_b0 + a] = total
-            elif a < 2 * k:
-                part[off_b + a - k] = total
-            elif a == 2 * k:
-                partial_loss[blk] = 0.5 * total
-            elif a == 2 * k + 1:
-                part[off_s] = total
-            else:
-                part[off_c] = total
+                sums[a] += lanes[a, t]
+        part[off_b0:off_b0 + k] = sums[:k]
+        part[off_b:off_b + k] = sums[k:2 * k]
+        partial_loss[blk] = 0.5 * sums[2 * k]
+        part[off_s] = sums[2 * k + 1]
+        part[off_c] = sums[2 * k + 2]
     loss = 0.0
     for j in range(off_c + 1):
         grad[j] = 0.0
