@@ -486,6 +486,43 @@ def loss_and_gradient(X, x_norms, y, sample_weight, gate_coef, gate_intercept,
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def direction_cluster_sums(X, x_norms, sample_weight, centres):
+    """One step of weighted spherical k-means on the directions of the rows.
+
+    Each row ``x_n`` goes to the centre ``c_i`` with the largest ``c_i . x_n``
+    (the lower index on ties); returns the ``(k, d)`` sums of
+    ``w_n x_n / |x_n|`` over the rows of each centre.  Rows of norm 0 take no
+    part.  ``X`` must be C-contiguous; ``x_norms`` is :func:`row_norms` of ``X``.
+    """
+    n, d = X.shape
+    k = centres.shape[0]
+    n_blk = n_blocks(n)
+    partial = np.zeros((n_blk, k, d))
+    for blk in prange(n_blk):
+        start, stop = _block_bounds(blk, n, n_blk)
+        sums = partial[blk]
+        for row in range(start, stop):
+            if x_norms[row] == 0.0:
+                continue
+            best = 0
+            best_dot = -np.inf
+            for i in range(k):
+                dot = 0.0
+                for j in range(d):
+                    dot += centres[i, j] * X[row, j]
+                if dot > best_dot:
+                    best = i
+                    best_dot = dot
+            scale = sample_weight[row] / x_norms[row]
+            for j in range(d):
+                sums[best, j] += scale * X[row, j]
+    sums = np.zeros((k, d))
+    for blk in range(n_blk):
+        sums += partial[blk]
+    return sums
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
 def gated_gram(X, y, sample_weight, gates):
     """Normal equations of linear experts with fixed gates.
 

@@ -28,25 +28,18 @@ def spherical_kmeans(X, sample_weight, n_clusters, rng):
 
     Starts from random directions drawn from ``rng`` (not from rows, so the
     result does not depend on how often a row is repeated); zero rows take
-    no part.  An empty cluster keeps its previous centre.
+    no part.  An empty cluster keeps its previous centre.  ``X`` must be
+    C-contiguous float64.
 
     Returns
     -------
     centres : ndarray of shape (n_clusters, n_features), unit rows
     """
-    norms = np.linalg.norm(X, axis=1)
-    keep = norms > 0
-    U = X[keep] / norms[keep, None]
-    w = sample_weight[keep]
+    norms = row_norms(X)
     centres = rng.standard_normal((n_clusters, X.shape[1]))
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    assignment = np.zeros((U.shape[0], n_clusters))
-    rows = np.arange(U.shape[0])
     for _ in range(_KMEANS_ITER):
-        labels = np.argmax(U @ centres.T, axis=1)
-        assignment[rows, labels] = w
-        totals = assignment.T @ U  # weighted sum of each cluster's directions
-        assignment[rows, labels] = 0.0
+        totals = _kernels.direction_cluster_sums(X, norms, sample_weight, centres)
         sizes = np.linalg.norm(totals, axis=1)
         filled = sizes > 0
         centres[filled] = totals[filled] / sizes[filled, None]
@@ -111,12 +104,14 @@ def update_linear_experts(X, y, sample_weight, params, spec, x_norms=None):
 
 
 def fit_least_squares(X, y, sample_weight, params, spec, *, max_iter=1000,
-                      tol=1e-7, verbose=0):
+                      tol=1e-7, verbose=0, solve_experts_first=True):
     """Minimise the objective from ``params``.
 
-    Linear experts first get their exact least-squares values, then L-BFGS-B
-    moves all parameters, then a last least-squares update puts the experts
-    at their optimum for the final gates (it cannot raise the objective).
+    Linear experts first get their exact least-squares values (unless
+    ``solve_experts_first`` is false: a start from :func:`initial_params`
+    already has them), then L-BFGS-B moves all parameters, then a last
+    least-squares update puts the experts at their optimum for the final
+    gates (it cannot raise the objective).
 
     Parameters
     ----------
@@ -145,7 +140,7 @@ def fit_least_squares(X, y, sample_weight, params, spec, *, max_iter=1000,
     # threads spin on the optimiser's tiny vector operations: more BLAS
     # threads would only fight the numba threads
     with threadpool_limits(limits=1, user_api="blas"):
-        if spec.expert == "linear":
+        if spec.expert == "linear" and solve_experts_first:
             update_linear_experts(X, y, sample_weight, params, spec, x_norms)
         result = minimize(
             objective, params.to_vector(spec), args=args, jac=True,

@@ -167,6 +167,25 @@ def test_gated_gram_matches_numpy(small_data):
     assert_allclose(rhs, Z.T @ (w * y), rtol=1e-12, atol=1e-13)
 
 
+def test_direction_cluster_sums_match_numpy():
+    # 1301 rows: three row blocks; a zero row; centres 1 and 3 are equal, so
+    # every row nearest to them goes to the lower index, 1
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((1301, 3))
+    X[700] = 0.0
+    w = rng.uniform(0.5, 2.0, 1301)
+    centres = rng.standard_normal((4, 3))
+    centres[3] = centres[1]
+    sums = _kernels.direction_cluster_sums(X, np.linalg.norm(X, axis=1), w, centres)
+    keep = np.arange(1301) != 700
+    U = X[keep] / np.linalg.norm(X[keep], axis=1, keepdims=True)
+    labels = np.argmax(U @ centres.T, axis=1)
+    expected = np.array([(w[keep][labels == i, None] * U[labels == i]).sum(axis=0)
+                         for i in range(4)])
+    assert_array_equal(sums[3], 0.0)
+    assert_allclose(sums, expected, rtol=1e-12, atol=1e-12)
+
+
 def test_reductions_do_not_depend_on_thread_count():
     rng = np.random.default_rng(8)
     X = rng.standard_normal((5000, 4))
