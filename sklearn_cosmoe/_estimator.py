@@ -248,16 +248,18 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
                     f"features as the previous fit {self.gate_coef_.shape}."
                 )
             starts = [self._standardized_params(y_mean, y_scale)]
+            warm = True
         else:
             # a generator: each start is drawn just before it is fitted
             starts = (initial_params(X, target, sample_weight, spec, self.n_experts, rng)
                       for _ in range(self.n_init))
+            warm = False
 
         best, losses = None, []
         for start in starts:
             result = fit_least_squares(
                 X, target, sample_weight, start, spec, max_iter=self.max_iter,
-                tol=self.tol, verbose=self.verbose,
+                tol=self.tol, verbose=self.verbose, solve_experts_first=warm,
             )
             losses.append(result[1])
             if best is None or result[1] < best[1]:
