@@ -352,9 +352,9 @@ def gates_and_experts(X, x_norms, gate_coef, gate_intercept, expert_coef,
 def loss_and_gradient(X, x_norms, y, sample_weight, gate_coef, gate_intercept,
                       expert_coef, expert_intercept, output_scale, output_intercept,
                       router, expert, tau1, tau2, inv_temp, top_k, grad):
-    """Weighted sum of squares and its exact gradient, in one pass over ``X``.
+    """Weighted mean of squares and its exact gradient, in one pass over ``X``.
 
-    Returns ``sum_n w_n (y_n - f(x_n))^2 / 2`` (not normalised) and writes its
+    Returns ``sum_n w_n (y_n - f(x_n))^2 / (2 sum_n w_n)`` and writes its
     gradient into ``grad`` (length ``2 k d + 2 k + 2``), laid out as
     ``[gate_coef (k*d, row major), gate_intercept (k), expert_coef (k*d),
     expert_intercept (k), output_scale, output_intercept]``.  ``X`` must be
@@ -378,17 +378,19 @@ def loss_and_gradient(X, x_norms, y, sample_weight, gate_coef, gate_intercept,
     n_blk = n_blocks(n)
     partial = np.zeros((n_blk, off_c + 1))
     partial_loss = np.zeros(n_blk)
+    partial_weight = np.zeros(n_blk)
     for blk in prange(n_blk):
         start, stop = _block_bounds(blk, n, n_blk)
         scratch = _tile_scratch(k)
         g_buf = np.empty(2 * k * TILE)
         mix = np.empty(TILE)
         delta = np.empty(TILE)
-        # per-lane sums: b0 (k rows), b (k rows), then loss, s, c
-        lanes = np.zeros((2 * k + 3, TILE))
+        # per-lane sums: b0 (k rows), b (k rows), then loss, s, c, weights
+        lanes = np.zeros((2 * k + 4, TILE))
         lane_loss = lanes[2 * k]
         lane_s = lanes[2 * k + 1]
         lane_c = lanes[2 * k + 2]
+        lane_w = lanes[2 * k + 3]
         grad_w = np.zeros((2 * k, d))
         tile_grad_w = np.empty((2 * k, d))
         for t0 in range(start, stop, TILE):
@@ -414,6 +416,7 @@ def loss_and_gradient(X, x_norms, y, sample_weight, gate_coef, gate_intercept,
                 r = yt[t] - (output_intercept + output_scale * mix[t])
                 delta[t] = -wt[t] * r
                 lane_loss[t] += wt[t] * r * r
+                lane_w[t] += wt[t]
             for t in range(m):
                 lane_s[t] += delta[t] * mix[t]
                 lane_c[t] += delta[t]
@@ -453,8 +456,8 @@ def loss_and_gradient(X, x_norms, y, sample_weight, gate_coef, gate_intercept,
             for j in range(d):
                 part[i * d + j] = grad_w[i, j]
                 part[off_a + i * d + j] = grad_w[k + i, j]
-        sums = np.zeros(2 * k + 3)
-        for a in range(2 * k + 3):
+        sums = np.zeros(2 * k + 4)
+        for a in range(2 * k + 4):
             for t in range(TILE):
                 sums[a] += lanes[a, t]
         part[off_b0:off_b0 + k] = sums[:k]
@@ -462,13 +465,18 @@ def loss_and_gradient(X, x_norms, y, sample_weight, gate_coef, gate_intercept,
         partial_loss[blk] = 0.5 * sums[2 * k]
         part[off_s] = sums[2 * k + 1]
         part[off_c] = sums[2 * k + 2]
+        partial_weight[blk] = sums[2 * k + 3]
     loss = 0.0
+    total_weight = 0.0
     for j in range(off_c + 1):
         grad[j] = 0.0
     for blk in range(n_blk):
         loss += partial_loss[blk]
+        total_weight += partial_weight[blk]
         for j in range(off_c + 1):
             grad[j] += partial[blk, j]
+    for j in range(off_c + 1):
+        grad[j] /= total_weight
     # chain rule through q_i = 1 / (|beta1_i| + tau1):
     # dL/dbeta1_i = q_i g_i - q_i^2 (beta1_i . g_i) beta1_i / |beta1_i|, where
     # g_i is the sum accumulated above (the gradient with q_i held fixed)
@@ -482,7 +490,7 @@ def loss_and_gradient(X, x_norms, y, sample_weight, gate_coef, gate_intercept,
             corr = radial * q * q / norms[i]
         for j in range(d):
             grad[i * d + j] = grad[i * d + j] * q - corr * gate_coef[i, j]
-    return loss
+    return loss / total_weight
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)

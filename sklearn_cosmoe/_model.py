@@ -97,15 +97,14 @@ class MoEParams:
 
     @classmethod
     def from_vector(cls, theta, shape, spec):
-        """Inverse of :meth:`to_vector`."""
+        """Inverse of :meth:`to_vector` (the arrays are views of ``theta``)."""
         k, d = shape
-        shapes = {"gate_coef": (k, d), "gate_intercept": (k,),
-                  "expert_coef": (k, d), "expert_intercept": (k,)}
-        arrays, start = {}, 0
-        for name, array_shape in shapes.items():
-            size = int(np.prod(array_shape))
-            arrays[name] = theta[start:start + size].reshape(array_shape)
-            start += size
+        kd = k * d
+        arrays = {"gate_coef": theta[:kd].reshape(k, d),
+                  "gate_intercept": theta[kd:kd + k],
+                  "expert_coef": theta[kd + k:2 * kd + k].reshape(k, d),
+                  "expert_intercept": theta[2 * kd + k:2 * kd + 2 * k]}
+        start = 2 * kd + 2 * k
         if spec.learns_output_affine:
             return cls(**arrays, output_scale=theta[start],
                        output_intercept=theta[start + 1])
@@ -162,9 +161,6 @@ def objective(theta, X, y, sample_weight, shape, spec, x_norms=None):
         params.expert_coef, params.expert_intercept, float(params.output_scale),
         float(params.output_intercept), *spec.kernel_args(), grad,
     )
-    total_weight = sample_weight.sum()
-    loss /= total_weight
-    grad /= total_weight
     if spec.alpha > 0:
         a = spec.alpha
         loss += 0.5 * a * np.dot(params.expert_coef.ravel(), params.expert_coef.ravel())
