@@ -198,8 +198,8 @@ def torch_loss_fn(X, y, w, k, spec):
 # --------------------------------------------------------------------------
 # timing
 # --------------------------------------------------------------------------
-def time_call(fn, *, min_time=0.5, max_repeat=50, warmup=1):
-    """Median wall time of ``fn()`` over repeats that fill about ``min_time`` s."""
+def time_samples(fn, *, min_time=0.5, max_repeat=50, warmup=1):
+    """Wall times of repeated ``fn()`` calls that fill about ``min_time`` s."""
     for _ in range(warmup):
         fn()
     times = []
@@ -210,7 +210,12 @@ def time_call(fn, *, min_time=0.5, max_repeat=50, warmup=1):
         times.append(time.perf_counter() - t0)
         if time.perf_counter() - start > min_time and len(times) >= 3:
             break
-    return float(np.median(times))
+    return times
+
+
+def time_call(fn, **kwargs):
+    """Median wall time of ``fn()`` (:func:`time_samples` takes the keywords)."""
+    return float(np.median(time_samples(fn, **kwargs)))
 
 
 def fmt_time(t):

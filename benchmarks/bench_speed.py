@@ -282,12 +282,9 @@ def eval_times(n, k, d=D, *, with_numpy=True, with_torch=True, rounds=3, min_tim
     The implementations take turns: ``rounds`` rounds of one block of calls
     each (about ``min_time`` s), and the median is over all the calls of an
     implementation, so that a burst of load from outside on this shared
-    machine falls on all of them alike.  The package runs with BLAS held to
-    one thread, as ``fit_least_squares`` runs it; NumPy and torch keep all
-    their threads.
+    machine falls on all of them alike.
     """
     import torch
-    from threadpoolctl import threadpool_limits
 
     X, y, _, _, _ = make_model_data(n, d, k, seed=0)
     w = np.ones(n)
@@ -296,12 +293,8 @@ def eval_times(n, k, d=D, *, with_numpy=True, with_torch=True, rounds=3, min_tim
     # a fit does (torch_loss_fn inside, the others here)
     x_norms = np.linalg.norm(X, axis=1)
 
-    def package():
-        with threadpool_limits(limits=1, user_api="blas"):
-            return time_samples(
-                lambda: objective(theta, X, y, w, (k, d), SPEC, x_norms), min_time=min_time)
-
-    blocks = {"package": package}
+    blocks = {"package": lambda: time_samples(
+        lambda: objective(theta, X, y, w, (k, d), SPEC, x_norms), min_time=min_time)}
     if with_numpy:
         blocks["numpy"] = lambda: time_samples(
             lambda: numpy_objective(theta, X, y, w, k, SPEC, x_norms), min_time=min_time)
@@ -620,8 +613,7 @@ def write_report(report, path):
         L.append(f"| {r['router']} | {r['numpy_loss']:.1e} | {r['numpy_grad']:.1e} | "
                  f"{r['torch_loss']:.1e} | {r['torch_grad']:.1e} |")
     L += ["", "## One loss+gradient evaluation", "",
-          "Median wall time over three rounds in which the implementations take turns; "
-          "the package with BLAS held to one thread, as its solver runs it. "
+          "Median wall time over three rounds in which the implementations take turns. "
           "Ratio = other / package (goal: >= 2x vs torch at n >= 1e5, "
           ">= 10x vs NumPy at n = 1e5, k = 8).", "",
           "| n | k | package | NumPy | torch autograd | NumPy / package | torch / package |",
