@@ -301,8 +301,19 @@ def _tile_forward(Xt, x_norms, W, gate_intercept, inv_q, expert_intercept, route
         # E <- exp(scores - max); inv_sum <- 1 / sum_i E
         for t in range(m):
             inv_sum[t] = 0.0
-        for i in range(k):
+        # two experts per pass: their two exp chains overlap in the pipeline
+        for i in range(0, k - 1, 2):
             e = E[i]
+            e_next = E[i + 1]
+            for t in range(m):
+                v = exp_nonpositive(e[t] - col_max[t])
+                v_next = exp_nonpositive(e_next[t] - col_max[t])
+                e[t] = v
+                e_next[t] = v_next
+                inv_sum[t] += v
+                inv_sum[t] += v_next
+        if k % 2 == 1:
+            e = E[k - 1]
             for t in range(m):
                 v = exp_nonpositive(e[t] - col_max[t])
                 e[t] = v
