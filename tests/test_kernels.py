@@ -193,14 +193,18 @@ def test_reductions_do_not_depend_on_thread_count():
     w = np.ones(5000)
     p = random_params(rng, 3, 4)
     spec = MoESpec()
+    norms = np.linalg.norm(X, axis=1)
     before = numba.get_num_threads()
     results = []
     try:
         for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
             numba.set_num_threads(threads)
-            results.append(objective(p.to_vector(spec), X, y, w, (3, 4), spec))
+            loss, grad = objective(p.to_vector(spec), X, y, w, (3, 4), spec)
+            sums = _kernels.direction_cluster_sums(X, norms, w, p.gate_coef)
+            results.append((loss, grad, sums))
     finally:
         numba.set_num_threads(before)
-    for loss, grad in results[1:]:
+    for loss, grad, sums in results[1:]:
         assert loss == results[0][0]
         assert_array_equal(grad, results[0][1])
+        assert_array_equal(sums, results[0][2])
