@@ -23,23 +23,25 @@ from ._model import MoEParams, gates_and_experts, objective, row_norms
 _KMEANS_ITER = 10
 
 
-def spherical_kmeans(X, sample_weight, n_clusters, rng):
+def spherical_kmeans(X, sample_weight, n_clusters, rng, x_norms=None):
     """Weighted k-means on the unit directions of the rows of ``X``.
 
     Starts from random directions drawn from ``rng`` (not from rows, so the
     result does not depend on how often a row is repeated); zero rows take
     no part.  An empty cluster keeps its previous centre.  ``X`` must be
-    C-contiguous float64.
+    C-contiguous float64; ``x_norms`` (:func:`row_norms` of ``X``) is
+    computed when not given.
 
     Returns
     -------
     centres : ndarray of shape (n_clusters, n_features), unit rows
     """
-    norms = row_norms(X)
+    if x_norms is None:
+        x_norms = row_norms(X)
     centres = rng.standard_normal((n_clusters, X.shape[1]))
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     for _ in range(_KMEANS_ITER):
-        totals = _kernels.direction_cluster_sums(X, norms, sample_weight, centres)
+        totals = _kernels.direction_cluster_sums(X, x_norms, sample_weight, centres)
         sizes = np.linalg.norm(totals, axis=1)
         filled = sizes > 0
         centres[filled] = totals[filled] / sizes[filled, None]
@@ -49,7 +51,8 @@ def spherical_kmeans(X, sample_weight, n_clusters, rng):
 def initial_params(X, y, sample_weight, spec, n_experts, rng):
     """A data-driven start for :func:`fit_least_squares` (module docstring)."""
     d = X.shape[1]
-    centres = spherical_kmeans(X, sample_weight, n_experts, rng)
+    x_norms = row_norms(X)  # for the k-means and the least-squares gates
+    centres = spherical_kmeans(X, sample_weight, n_experts, rng, x_norms)
     if spec.router == "linear":
         # scores of order +-2 on rows of typical norm
         w = sample_weight / sample_weight.sum()
@@ -63,7 +66,7 @@ def initial_params(X, y, sample_weight, spec, n_experts, rng):
     params = MoEParams(gate_coef, np.zeros(n_experts),
                        np.zeros((n_experts, d)), np.zeros(n_experts))
     with threadpool_limits(limits=1, user_api="blas"):  # see fit_least_squares
-        update_linear_experts(X, y, sample_weight, params, spec)
+        update_linear_experts(X, y, sample_weight, params, spec, x_norms)
     if spec.learns_output_affine:
         # h(z) ~ h(0) + h'(0) z: choose s, c so that the feed-forward experts
         # start as the least-squares linear experts
