@@ -66,6 +66,10 @@ SPEC = MoESpec(router="perturbed_cosine", tau1=1.0, tau2=1.0, temperature=1.0,
                alpha=CosineMoERegressor().alpha)
 ADAM_LRS = (0.3, 0.1, 0.03, 0.01, 0.003)
 REL_TARGET = 0.01          # target = best loss reached by any method * (1 + 1 %)
+PACKAGE_RUNS = 3           # the package's runs to the target are short (tens of
+#                            ms to 1 s) and a burst of outside load can double
+#                            one: its time to the target is the median of this
+#                            many runs
 STALL_EVALS = 200          # a baseline stops when its best loss has not improved
 STALL_REL = 1e-7           # by this (relative) over this many evaluations: far
                            # below the 1 % of the target, and it saves the budget
@@ -79,14 +83,15 @@ def log(*args):
 # traces of the loss against wall time
 # --------------------------------------------------------------------------
 class _Stop(Exception):
-    """Raised from inside an objective to end a run (budget or stall)."""
+    """Raised from inside an objective to end a run (budget, stall or target)."""
 
 
 class Trace:
     """Loss of every evaluation against wall time since :meth:`start`."""
 
-    def __init__(self, budget):
+    def __init__(self, budget, stop_at=-np.inf):
         self.budget = budget
+        self.stop_at = stop_at
         self.times, self.losses = [], []
         self.best = np.inf
         self.best_at = 0
@@ -107,6 +112,9 @@ class Trace:
         if t > self.budget:
             self.status = "budget"
             raise _Stop
+        if loss <= self.stop_at:
+            self.status = "target"
+            raise _Stop
         if stall and len(self.losses) - self.best_at > STALL_EVALS:
             self.status = "stalled"
             raise _Stop
@@ -124,9 +132,12 @@ class Trace:
                 "time": self.times[-1] if self.times else 0.0}
 
 
-def run_package(X, y, w, k, theta0, budget):
-    """The package's solver; ``theta0=None`` uses its data-driven start (timed)."""
-    trace = Trace(budget)
+def run_package(X, y, w, k, theta0, budget, stop_at=-np.inf):
+    """The package's solver; ``theta0=None`` uses its data-driven start (timed).
+
+    It stops at the budget, at convergence or at the first loss <= ``stop_at``.
+    """
+    trace = Trace(budget, stop_at)
     original = _solver.objective
 
     def traced(theta, *args):
@@ -330,10 +341,11 @@ def race(n, k, start, budget, adam_lr):
     X, y, w = race_data(n, k)
     if start == "random":
         theta0 = random_start(k, D)
-        runs = {"package": lambda: run_package(X, y, w, k, theta0, budget)}
+        package_start = theta0
     else:
         theta0 = best_start(X, y, w, k)
-        runs = {"package": lambda: run_package(X, y, w, k, None, budget)}
+        package_start = None
+    runs = {"package": lambda: run_package(X, y, w, k, package_start, budget)}
     runs.update({
         "numpy+scipy L-BFGS-B": lambda: run_numpy(X, y, w, k, theta0, budget),
         f"torch Adam (lr {adam_lr})": lambda: run_torch_adam(X, y, w, k, theta0,
@@ -345,9 +357,19 @@ def race(n, k, start, budget, adam_lr):
     target = best * (1 + REL_TARGET)
     result = {"n": n, "k": k, "start": start, "budget": budget, "best_loss": best,
               "target": target, "methods": {}}
-    t_pkg = traces["package"].time_to(target)[0]
+    # the package again, to the target only; every run evaluates the same
+    # sequence of losses, so only the times differ
+    package_times = [traces["package"].time_to(target)[0]]
+    if package_times[0] is not None:
+        package_times += [
+            run_package(X, y, w, k, package_start, budget, target).time_to(target)[0]
+            for _ in range(PACKAGE_RUNS - 1)]
+    t_pkg = (float(np.median(package_times)) if None not in package_times
+             else None)
     for name, trace in traces.items():
         t_hit, e_hit = trace.time_to(target)
+        if name == "package":
+            t_hit = t_pkg
         entry = trace.summary()
         entry.update({"time_to_target": t_hit, "evals_to_target": e_hit,
                       "ratio": (t_hit / t_pkg if t_hit is not None and t_pkg
