@@ -130,11 +130,14 @@ def _prefer_wide_vectors(typingctx):
     """Ask LLVM for 512-bit vectors in the function that calls this.
 
     Called inside a ``prange`` loop, it marks the function that runs the loop
-    body.  llvmlite only lists LLVM's keyword attributes, so the string
-    attribute is added to the set directly.
+    body.  llvmlite's attribute set only accepts LLVM's keyword attributes, so
+    the string attribute goes in through ``set.add``; should a later llvmlite
+    store attributes otherwise, the request is skipped, never an error.
     """
     def codegen(context, builder, signature, args):
-        set.add(builder.function.attributes, _WIDE_VECTORS)
+        attributes = builder.function.attributes
+        if isinstance(attributes, set):
+            set.add(attributes, _WIDE_VECTORS)
         return context.get_dummy_value()
     return types.none(), codegen
 
