@@ -120,8 +120,9 @@ def gate_inverse_norms(gate_coef, router, tau1):
 # lower the clock.  The loops over the rows of a tile are long and bound by
 # arithmetic: 512-bit registers make :func:`loss_and_gradient` 18% faster at
 # k = 8 (5% at k = 4) on such a CPU; ``predict``'s kernel gains nothing and
-# keeps the default.  On a CPU without AVX-512 the request changes nothing.  Each lane still does the
-# same operations in the same order, so the results do not change.
+# keeps the default.  On a CPU without AVX-512 the request changes nothing.
+# Each lane still does the same operations in the same order, so the results
+# do not change.
 _WIDE_VECTORS = '"prefer-vector-width"="512"'
 
 
