@@ -364,8 +364,8 @@ def race(n, k, start, budget, adam_lr):
         package_times += [
             run_package(X, y, w, k, package_start, budget, target).time_to(target)[0]
             for _ in range(PACKAGE_RUNS - 1)]
-    t_pkg = (float(np.median(package_times)) if None not in package_times
-             else None)
+    reached = [t for t in package_times if t is not None]
+    t_pkg = float(np.median(reached)) if reached else None
     for name, trace in traces.items():
         t_hit, e_hit = trace.time_to(target)
         if name == "package":
