@@ -286,14 +286,14 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
         warm = self.warm_start and hasattr(self, "gate_coef_")
         if warm:
             starts = [self._warm_start_params(X.shape[1], y_mean, y_scale)]
-        message = unscaled_features_message(X, sample_weight, self.router, self.tau2)
-        if message is not None:
-            warnings.warn(message, UserWarning)
-        if not warm:
+        else:
             rng = check_random_state(self.random_state)
             # a generator: each start is drawn just before it is fitted
             starts = (initial_params(X, target, sample_weight, spec, self.n_experts, rng)
                       for _ in range(self.n_init))
+        message = unscaled_features_message(X, sample_weight, self.router, self.tau2)
+        if message is not None:
+            warnings.warn(message, UserWarning)
 
         best, losses = None, []
         for start in starts:
