@@ -5,7 +5,6 @@ error that names the argument and the cause instead of an overflow, a NaN or
 an unrelated error deep inside the solver.
 """
 
-
 import numpy as np
 from sklearn.utils._param_validation import InvalidParameterError
 
