@@ -152,13 +152,15 @@ def unscaled_features_message(X, sample_weight, router, tau2):
     """
     if router == "linear":
         return None
+    # no copy of X: zero rows and rows of zero weight get a coefficient of 0
     norms = np.sqrt(np.einsum("ij,ij->i", X, X))
     used = (norms > 0) & (sample_weight > 0)
     if not np.any(used):
         return None
-    w = sample_weight[used]
+    total = np.sum(sample_weight[used])
+    to_directions = np.divide(sample_weight, norms, out=np.zeros_like(norms), where=used)
     reasons = []
-    resultant = np.linalg.norm((w / norms[used]) @ X[used]) / np.sum(w)
+    resultant = np.linalg.norm(to_directions @ X) / total
     if resultant > _DIRECTION_CONCENTRATION:
         reasons.append(
             f"the rows of X all point nearly the same way (mean resultant length "
@@ -173,7 +175,7 @@ def unscaled_features_message(X, sample_weight, router, tau2):
             "so the largest columns alone set the directions of the rows"
         )
     if router == "perturbed_cosine" and tau2 > 0:
-        typical = np.sqrt(np.sum(w * norms[used] ** 2) / np.sum(w))
+        typical = np.sqrt(np.sum(sample_weight * norms * norms) / total)
         if typical < _NORM_TO_TAU2 * tau2:
             reasons.append(
                 f"the rows' norms (root mean square {typical:.3g}) are tiny against "
