@@ -26,15 +26,19 @@ start; ``CosineMoERegressor.fit`` wall time, iterations, growth 1e5 -> 1e6
 and peak memory; ``MLPRegressor`` with as many parameters; predict
 throughput; scaling curves in n, d and k (a figure).
 
-Results go to ``benchmarks/results/speed.md`` (tables), ``speed.json`` (raw)
-and ``speed_*.png`` (figures).
+Results go to ``speed.md`` (tables), ``speed.json`` (raw) and ``speed_*.png``
+(figures) in a new temporary folder, or in ``--out``.  The committed results
+in ``benchmarks/results/`` are written only with ``--out benchmarks/results``
+from a clean working tree, and record ``git describe --dirty``.
 """
 
 import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import warnings
@@ -724,6 +728,34 @@ def write_report(report, path):
 
 
 # --------------------------------------------------------------------------
+def git_describe():
+    """``git describe --always --dirty`` of the checkout, or ``'unknown'``."""
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"],
+                              cwd=RESULTS.parent, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def output_folder(out):
+    """Where to write: ``out``, or a new temporary folder when it is None.
+
+    Refuses the committed ``benchmarks/results`` (or a folder inside it) when
+    the working tree has uncommitted changes, whose numbers no commit could
+    reproduce.
+    """
+    if out is None:
+        return Path(tempfile.mkdtemp(prefix="bench_speed_"))
+    resolved = out.resolve()
+    if resolved == RESULTS or RESULTS in resolved.parents:
+        revision = git_describe()
+        if revision == "unknown" or revision.endswith("-dirty"):
+            sys.exit(f"refusing to write into {RESULTS}: the working tree is not clean "
+                     f"(git describe: {revision}). Commit first, or pass another --out.")
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -738,10 +770,13 @@ def main(argv=None):
                         help="threads for numba and torch (default: all cores)")
     parser.add_argument("--skip", nargs="*", default=[],
                         choices=["race", "fit", "mlp", "scaling"])
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: a new temporary folder); "
+                             "benchmarks/results only from a clean working tree")
     parser.add_argument("--from-json", type=Path, default=None,
                         help="only rewrite speed.md from a speed.json of an earlier run")
     args = parser.parse_args(argv)
+    args.out = output_folder(args.out)
     if args.from_json:
         with open(args.from_json) as fh:
             report = json.load(fh)
@@ -785,7 +820,8 @@ def main(argv=None):
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
                f"threads: numba {numba.get_num_threads()}, torch {torch.get_num_threads()}, "
                f"BLAS {threads}; load average at start {os.getloadavg()[0]:.1f}")
-    versions = (f"sklearn_cosmoe {sklearn_cosmoe.__version__} (git {package_revision()}), numpy {np.__version__}, "
+    versions = (f"sklearn_cosmoe {sklearn_cosmoe.__version__} (git {package_revision()}; "
+                f"git describe --dirty: {git_describe()}), numpy {np.__version__}, "
                 f"scipy {scipy.__version__}, scikit-learn {sklearn.__version__}, "
                 f"numba {numba.__version__}, torch {torch.__version__}, "
                 f"python {platform.python_version()}")

@@ -14,6 +14,17 @@ from ._experts import EXPERTS
 from ._model import MoEParams, MoESpec, gates_and_experts, predict
 from ._routers import ROUTERS
 from ._solver import fit_least_squares, initial_params
+from ._validation import (check_no_booleans, check_numeric_target,
+                          check_positive_total_weight, check_x_magnitude,
+                          normalize_sample_weight, standardize_target,
+                          unscaled_features_message)
+
+# set by validate_data(reset=True) at the start of fit, restored if fit fails
+_INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
+_PARAMETER_ATTRIBUTES = ("gate_coef_", "gate_intercept_", "expert_coef_",
+                         "expert_intercept_", "output_scale_", "output_intercept_")
+_NUMERIC_PARAMETERS = ("n_experts", "tau1", "tau2", "temperature", "top_k", "alpha",
+                       "max_iter", "tol", "n_init")
 
 
 class CosineMoERegressor(RegressorMixin, BaseEstimator):
@@ -38,7 +49,12 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
     :math:`\beta_{1i}^\top x / T + \beta_{0i}`.
 
     Cosine routing depends on where the origin is: put a
-    :class:`~sklearn.preprocessing.StandardScaler` in front.
+    :class:`~sklearn.preprocessing.StandardScaler` in front.  Under the cosine
+    routers, ``fit`` warns (once, a ``UserWarning``) when the rows of ``X`` all
+    point nearly the same way, when the columns' scales differ by more than
+    a factor 1000, or (perturbed cosine) when the rows are much shorter than
+    ``tau2``.  The linear router is not checked: its gates are the same
+    family under any affine map of the columns.
 
     Parameters
     ----------
@@ -85,7 +101,9 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
         Seeds the starts.  A given seed gives bit-identical fits whatever the
         number of threads.
     warm_start : bool, default=False
-        Start from the previous fit's parameters (a single start).
+        Start from the previous fit's parameters (a single start).  The
+        previous fit must have the same ``n_experts``, number of features,
+        ``router`` and ``expert``; the other hyperparameters may change.
     verbose : int, default=0
         Print the objective after each round of L-BFGS.
 
@@ -215,45 +233,67 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
     def fit(self, X, y, sample_weight=None):
         """Fit the mixture by least squares.
 
+        A fit that fails (an error, or an interruption) leaves the estimator
+        as it was before the call.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Entries of absolute value at most 1e100 (the largest at least
+            1e-100 unless ``X`` is zero).
         y : array-like of shape (n_samples,)
+            Finite numbers.  The target is standardized for the fit, so its
+            scale does not matter as long as the fitted parameters on its
+            scale do not overflow (an error says so).
         sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weights; integer weights give the same fit as
-            repeated rows.
+            Non-negative finite weights, not all zero; integer weights give
+            the same fit as repeated rows.
 
         Returns
         -------
         self : CosineMoERegressor
         """
+        before = {name: vars(self)[name] for name in _INPUT_ATTRIBUTES if name in vars(self)}
+        try:
+            fitted = self._fit(X, y, sample_weight)
+        except BaseException:
+            # validate_data(reset=True) has set n_features_in_ (and
+            # feature_names_in_) for the new X: put back the old ones
+            for name in _INPUT_ATTRIBUTES:
+                vars(self).pop(name, None)
+            vars(self).update(before)
+            raise
+        for name, value in fitted.items():
+            setattr(self, name, value)
+        return self
+
+    def _fit(self, X, y, sample_weight):
+        """Everything ``fit`` computes, as a dict of attributes; sets none but
+        those of ``validate_data``."""
+        check_no_booleans(self, _NUMERIC_PARAMETERS)
         self._check_params_against_each_other()
+        check_numeric_target(y)
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64,
                              order="C")
+        check_x_magnitude(X)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                              ensure_non_negative=True)
-        total = sample_weight.sum()  # > 0: checked non-negative and not all zero
-        y_mean = sample_weight @ y / total
-        y_scale = np.sqrt(sample_weight @ (y - y_mean) ** 2 / total)
-        if not y_scale > 0:
-            y_scale = 1.0
-        target = (y - y_mean) / y_scale
+        check_positive_total_weight(sample_weight)
+        sample_weight = normalize_sample_weight(sample_weight)
+        target, y_mean, y_scale = standardize_target(y, sample_weight)
 
         spec = self._spec()
-        rng = check_random_state(self.random_state)
-        if self.warm_start and hasattr(self, "gate_coef_"):
-            if self.gate_coef_.shape != (self.n_experts, X.shape[1]):
-                raise ValueError(
-                    "warm_start=True needs the same n_experts and number of "
-                    f"features as the previous fit {self.gate_coef_.shape}."
-                )
-            starts = [self._standardized_params(y_mean, y_scale)]
-            warm = True
+        warm = self.warm_start and hasattr(self, "gate_coef_")
+        if warm:
+            starts = [self._warm_start_params(X.shape[1], y_mean, y_scale)]
         else:
+            rng = check_random_state(self.random_state)
             # a generator: each start is drawn just before it is fitted
             starts = (initial_params(X, target, sample_weight, spec, self.n_experts, rng)
                       for _ in range(self.n_init))
-            warm = False
+        message = unscaled_features_message(X, sample_weight, self.router, self.tau2)
+        if message is not None:
+            warnings.warn(message, UserWarning)
 
         best, losses = None, []
         for start in starts:
@@ -261,40 +301,86 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
                 X, target, sample_weight, start, spec, max_iter=self.max_iter,
                 tol=self.tol, verbose=self.verbose, solve_experts_first=warm,
             )
+            loss = result[1] if np.isfinite(result[1]) else np.inf
             losses.append(result[1])
-            if best is None or result[1] < best[1]:
-                best = result
-        params, self.loss_, self.n_iter_, self.converged_ = best
-        self.init_losses_ = np.asarray(losses)
-        if not np.isfinite(self.loss_):
+            if best is None or loss < best[1]:
+                best = (result[0], loss, *result[2:])
+        params, loss, n_iter, converged = best
+        if not (np.isfinite(loss) and np.all(np.isfinite(params.to_vector(spec)))):
             raise ValueError(
                 "The fit diverged (non-finite objective); scale X (e.g. with "
                 "StandardScaler) or increase alpha."
             )
-        if not self.converged_:
+        with np.errstate(over="ignore"):
+            fitted = self._fitted_params(params, y_mean, y_scale)
+        if not all(np.all(np.isfinite(value)) for value in fitted.values()):
+            raise ValueError(
+                "The fitted parameters overflow on the scale of y (largest "
+                f"|y| = {np.max(np.abs(y)):.3g}, standard deviation {y_scale:.3g}); "
+                "scale y down first."
+            )
+        if not converged:
             warnings.warn(
                 f"CosineMoERegressor did not converge in max_iter={self.max_iter} "
                 "L-BFGS iterations. Increase max_iter, scale the features "
                 "(StandardScaler), or increase alpha.",
                 ConvergenceWarning,
             )
-        self._set_fitted_params(params, y_mean, y_scale)
-        return self
+        fitted.update(loss_=loss, n_iter_=n_iter, converged_=converged,
+                      init_losses_=np.asarray(losses),
+                      _fitted_structure=(self.router, self.expert))
+        return fitted
 
-    def _set_fitted_params(self, params, y_mean, y_scale):
-        """Store ``params`` (fitted to the standardized target) on y's scale."""
-        self.gate_coef_ = params.gate_coef.copy()
-        self.gate_intercept_ = params.gate_intercept.copy()
+    def _warm_start_params(self, n_features, y_mean, y_scale):
+        """The previous fit's parameters as a start, after checking they fit."""
+        shape = (self.n_experts, n_features)
+        if self.gate_coef_.shape != shape:
+            raise ValueError(
+                f"warm_start=True needs the same n_experts and number of features "
+                f"as the previous fit: it had (n_experts, n_features) = "
+                f"{self.gate_coef_.shape}, this fit has {shape}. Set warm_start=False "
+                "to fit from scratch."
+            )
+        previous = getattr(self, "_fitted_structure", None)
+        if previous is not None and previous != (self.router, self.expert):
+            raise ValueError(
+                f"warm_start=True needs the same router and expert as the previous "
+                f"fit: it had router={previous[0]!r}, expert={previous[1]!r}, this "
+                f"fit has router={self.router!r}, expert={self.expert!r}. Set "
+                "warm_start=False to fit from scratch."
+            )
+        for name in _PARAMETER_ATTRIBUTES:
+            if not np.all(np.isfinite(getattr(self, name))):
+                raise ValueError(
+                    f"warm_start=True cannot start from the previous fit: {name} "
+                    "contains NaN or infinite values. Set warm_start=False to fit "
+                    "from scratch."
+                )
+        with np.errstate(over="ignore"):
+            params = self._standardized_params(y_mean, y_scale)
+        if not np.all(np.isfinite(params.to_vector(self._spec()))):
+            raise ValueError(
+                "warm_start=True cannot start from the previous fit: its parameters "
+                f"overflow on the scale of this y (standard deviation {y_scale:.3g}). "
+                "Set warm_start=False to fit from scratch."
+            )
+        return params
+
+    def _fitted_params(self, params, y_mean, y_scale):
+        """``params`` (fitted to the standardized target) on y's scale, as attributes."""
+        fitted = {"gate_coef_": params.gate_coef.copy(),
+                  "gate_intercept_": params.gate_intercept.copy()}
         if self.expert == "linear":
             # the gates sum to one, so the affine map passes into each expert
-            self.expert_coef_ = y_scale * params.expert_coef
-            self.expert_intercept_ = y_scale * params.expert_intercept + y_mean
-            self.output_scale_, self.output_intercept_ = 1.0, 0.0
+            fitted["expert_coef_"] = y_scale * params.expert_coef
+            fitted["expert_intercept_"] = y_scale * params.expert_intercept + y_mean
+            fitted["output_scale_"], fitted["output_intercept_"] = 1.0, 0.0
         else:
-            self.expert_coef_ = params.expert_coef.copy()
-            self.expert_intercept_ = params.expert_intercept.copy()
-            self.output_scale_ = float(y_scale * params.output_scale)
-            self.output_intercept_ = float(y_scale * params.output_intercept + y_mean)
+            fitted["expert_coef_"] = params.expert_coef.copy()
+            fitted["expert_intercept_"] = params.expert_intercept.copy()
+            fitted["output_scale_"] = float(y_scale * params.output_scale)
+            fitted["output_intercept_"] = float(y_scale * params.output_intercept + y_mean)
+        return fitted
 
     def _standardized_params(self, y_mean, y_scale):
         """The fitted parameters, mapped to a target standardized by ``y_mean, y_scale``."""

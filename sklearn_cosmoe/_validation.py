@@ -1,0 +1,191 @@
+"""Input checks and the target's standardization, for the estimator's ``fit``.
+
+Everything here runs before any numerical work, so that bad input gets an
+error that names the argument and the cause instead of an overflow, a NaN or
+an unrelated error deep inside the solver.
+"""
+
+import numpy as np
+from sklearn.utils._param_validation import InvalidParameterError
+
+# The fit squares the entries of X (row norms, the Gram matrix of the least
+# squares) and sums them over the rows: entries up to 1e100 keep those sums
+# far from overflow (1e308) and entries down to 1e-100 keep their squares far
+# from underflow.
+X_MAX = 1e100
+X_MIN = 1e-100
+
+# thresholds of the warning about features that cosine routing cannot use
+_DIRECTION_CONCENTRATION = 0.99
+_COLUMN_SCALE_RATIO = 1e3
+_NORM_TO_TAU2 = 1e-2
+
+
+def check_no_booleans(estimator, names):
+    """Refuse ``True``/``False`` for numeric hyperparameters.
+
+    ``bool`` is a subclass of ``int``, so scikit-learn's parameter validation
+    accepts ``n_experts=True`` as 1; here it is an error.
+    """
+    for name in names:
+        value = getattr(estimator, name)
+        if isinstance(value, (bool, np.bool_)):
+            kind = "an int" if name in ("n_experts", "top_k", "max_iter", "n_init") else "a float"
+            raise InvalidParameterError(
+                f"The {name!r} parameter of {type(estimator).__name__} must be {kind}, "
+                f"not a bool; got {value!r}."
+            )
+
+
+def check_numeric_target(y):
+    """Refuse strings as a regression target, even strings of numbers."""
+    try:
+        values = np.asarray(y)
+    except (TypeError, ValueError):
+        return  # ragged and similar: validate_data says what is wrong
+    if values.dtype.kind in "US":
+        found = str(values.ravel()[0]) if values.size else ""
+    elif values.dtype.kind == "O":
+        found = next((v for v in values.ravel() if isinstance(v, (str, bytes))), None)
+        if found is None:
+            return
+    else:
+        return
+    raise ValueError(
+        "y must be numeric (a regression target); got strings such as "
+        f"{found!r}. If they are numbers, convert them first, e.g. with "
+        "np.asarray(y, dtype=float)."
+    )
+
+
+def check_x_magnitude(X):
+    """Refuse ``X`` whose largest entry makes the fit overflow or underflow.
+
+    ``X`` is finite float64 (checked before).
+    """
+    if X.size == 0:
+        return
+    largest = max(abs(float(X.max())), abs(float(X.min())))
+    if largest > X_MAX or 0 < largest < X_MIN:
+        which = "overflow" if largest > X_MAX else "underflow"
+        raise ValueError(
+            f"X's largest absolute value is {largest:.3g}, outside "
+            f"[{X_MIN:g}, {X_MAX:g}]: the fit's squared norms and sums of squares "
+            f"would {which}. Scale X first, e.g. with sklearn.preprocessing.StandardScaler."
+        )
+
+
+def check_positive_total_weight(sample_weight):
+    """Refuse weights that are all zero (scikit-learn < 1.9 lets them through)."""
+    if not np.any(sample_weight > 0):
+        raise ValueError(
+            "sample_weight must contain at least one non-zero (positive) weight; "
+            "all weights are zero."
+        )
+
+
+def _power_of_two_below(value):
+    """The power of two ``p`` with ``p <= value < 2 p``, for ``value > 0``.
+
+    Dividing by it is exact, so it rescales without changing any digit.
+    """
+    return np.ldexp(1.0, int(np.frexp(value)[1]) - 1)
+
+
+def normalize_sample_weight(sample_weight):
+    """Non-negative weights divided by a power of two so that the largest is in [1, 2).
+
+    The objective divides by the total weight, so this changes no result,
+    except that sums of weights (up to ``2 n``) can no longer overflow.
+    A new array is returned; the input is not modified.
+    """
+    return sample_weight / _power_of_two_below(sample_weight.max())
+
+
+def standardize_target(y, sample_weight):
+    """Weighted mean and standard deviation of ``y``, and the standardized target.
+
+    Overflow- and underflow-safe for any finite ``y``: ``y`` is first divided
+    by a power of two near its largest absolute value.  The sums are
+    ``np.sum`` of elementwise products (pairwise, in a fixed order), not
+    BLAS dot products, whose order can depend on the number of threads.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples,), finite float64
+    sample_weight : ndarray of shape (n_samples,)
+        Non-negative, with a positive sum that does not overflow.
+
+    Returns
+    -------
+    target : ndarray of shape (n_samples,)
+        ``(y - y_mean) / y_scale``.
+    y_mean : float
+    y_scale : float
+        The weighted standard deviation; for a constant target, a power of
+        two near its size.
+    """
+    largest = float(np.max(np.abs(y)))
+    if largest == 0:
+        return np.zeros_like(y), 0.0, 1.0
+    unit = _power_of_two_below(largest)
+    scaled = y / unit  # |scaled| < 2
+    total = np.sum(sample_weight)
+    mean = np.sum(sample_weight * scaled) / total
+    centred = scaled - mean
+    std = np.sqrt(np.sum(sample_weight * centred * centred) / total)
+    if not std > 0:  # a constant target: keep the power-of-two scale
+        return centred, float(mean * unit), float(unit)
+    return centred / std, float(mean * unit), float(std * unit)
+
+
+def unscaled_features_message(X, sample_weight, router, tau2):
+    """Why cosine routing cannot use these features, or ``None``.
+
+    Cosine routers see only the direction of each row (and, for the
+    perturbed one, its norm against ``tau2``), so three things make their
+    gates meaningless: rows that all point nearly the same way (columns
+    offset from the origin), column scales so different that the largest
+    columns alone set the directions, and rows much shorter than ``tau2``.
+    The linear router is not checked: its family of gates is the same
+    under any affine map of the columns (only the ridge term changes).
+    """
+    if router == "linear":
+        return None
+    # no copy of X: zero rows and rows of zero weight get a coefficient of 0
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X))
+    used = (norms > 0) & (sample_weight > 0)
+    if not np.any(used):
+        return None
+    total = np.sum(sample_weight[used])
+    to_directions = np.divide(sample_weight, norms, out=np.zeros_like(norms), where=used)
+    reasons = []
+    resultant = np.linalg.norm(to_directions @ X) / total
+    if resultant > _DIRECTION_CONCENTRATION:
+        reasons.append(
+            f"the rows of X all point nearly the same way (mean resultant length "
+            f"of their directions {resultant:.4f}): the columns are offset from the origin"
+        )
+    scales = np.maximum(np.abs(X.max(axis=0)), np.abs(X.min(axis=0)))
+    scales = scales[scales > 0]
+    ratio = scales.max() / scales.min()
+    if ratio > _COLUMN_SCALE_RATIO:
+        reasons.append(
+            f"the columns' largest absolute values range over a factor {ratio:.1e}, "
+            "so the largest columns alone set the directions of the rows"
+        )
+    if router == "perturbed_cosine" and tau2 > 0:
+        typical = np.sqrt(np.sum(sample_weight * norms * norms) / total)
+        if typical < _NORM_TO_TAU2 * tau2:
+            reasons.append(
+                f"the rows' norms (root mean square {typical:.3g}) are tiny against "
+                f"tau2={tau2:g}, so every cosine term is near 0"
+            )
+    if not reasons:
+        return None
+    return (
+        f"Cosine routing (router={router!r}) depends on the origin and on the "
+        f"columns' scales, and here {'; and '.join(reasons)}. The gates will hardly "
+        "depend on X. Put a sklearn.preprocessing.StandardScaler in front "
+        "(make_pipeline(StandardScaler(), CosineMoERegressor(...)))."
+    )
