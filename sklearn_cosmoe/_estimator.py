@@ -8,12 +8,19 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    _num_samples,
+    check_array,
+    check_consistent_length,
+    check_is_fitted,
+    validate_data,
+)
 
 from ._experts import EXPERTS
 from ._model import MoEParams, MoESpec, gates_and_experts, predict
 from ._routers import ROUTERS
-from ._solver import fit_least_squares, initial_params
+from ._solver import fit_from_data, fit_least_squares
 
 
 class CosineMoERegressor(RegressorMixin, BaseEstimator):
@@ -247,24 +254,24 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
                     "warm_start=True needs the same n_experts and number of "
                     f"features as the previous fit {self.gate_coef_.shape}."
                 )
-            starts = [self._standardized_params(y_mean, y_scale)]
-            warm = True
+            start = self._standardized_params(y_mean, y_scale)
+            results = [fit_least_squares(
+                X, target, sample_weight, start, spec, max_iter=self.max_iter,
+                tol=self.tol, verbose=self.verbose)]
         else:
             # a generator: each start is drawn just before it is fitted
-            starts = (initial_params(X, target, sample_weight, spec, self.n_experts, rng)
-                      for _ in range(self.n_init))
-            warm = False
+            results = (fit_from_data(X, target, sample_weight, spec, self.n_experts, rng,
+                                     max_iter=self.max_iter, tol=self.tol,
+                                     verbose=self.verbose)
+                       for _ in range(self.n_init))
 
         best, losses = None, []
-        for start in starts:
-            result = fit_least_squares(
-                X, target, sample_weight, start, spec, max_iter=self.max_iter,
-                tol=self.tol, verbose=self.verbose, solve_experts_first=warm,
-            )
-            losses.append(result[1])
-            if best is None or result[1] < best[1]:
+        for result in results:
+            losses.append(result.loss)
+            if best is None or result.loss < best.loss:
                 best = result
-        params, self.loss_, self.n_iter_, self.converged_ = best
+        params, self.loss_ = best.params, best.loss
+        self.n_iter_, self.converged_ = best.n_iter, best.converged
         self.init_losses_ = np.asarray(losses)
         if not np.isfinite(self.loss_):
             raise ValueError(
@@ -272,14 +279,32 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
                 "StandardScaler) or increase alpha."
             )
         if not self.converged_:
-            warnings.warn(
-                f"CosineMoERegressor did not converge in max_iter={self.max_iter} "
-                "L-BFGS iterations. Increase max_iter, scale the features "
-                "(StandardScaler), or increase alpha.",
-                ConvergenceWarning,
-            )
+            warnings.warn(self._convergence_advice(best.reason), ConvergenceWarning)
         self._set_fitted_params(params, y_mean, y_scale)
         return self
+
+    def _convergence_advice(self, reason):
+        """The ConvergenceWarning's message for why the fit stopped early."""
+        if reason == "max_iter":
+            return (
+                f"CosineMoERegressor did not converge in max_iter={self.max_iter} "
+                "L-BFGS iterations. Increase max_iter, scale the features "
+                "(StandardScaler), or increase alpha."
+            )
+        if self.top_k is not None:
+            return (
+                "CosineMoERegressor did not converge: the L-BFGS line search failed "
+                f"on the top_k={self.top_k} objective, which jumps where two router "
+                "scores cross. Use dense gates (top_k=None), a larger top_k, or "
+                "n_init > 1 and compare init_losses_."
+            )
+        return (
+            "CosineMoERegressor did not converge: the L-BFGS line search failed "
+            f"before the tolerance test (tol={self.tol}) passed; the objective is "
+            "flat to rounding error along the search direction. Increase tol, "
+            "increase alpha (over-specified fits drift along flat directions), "
+            "or scale the features (StandardScaler)."
+        )
 
     def _set_fitted_params(self, params, y_mean, y_scale):
         """Store ``params`` (fitted to the standardized target) on y's scale."""
@@ -373,3 +398,67 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
         ndarray of shape (n_samples,), dtype int
         """
         return np.argmax(self.predict_gates(X), axis=1)
+
+    def _n_parameters(self):
+        """Free parameters of the fit net of its identifiability (:ref:`criteria`)."""
+        check_is_fitted(self)
+        k, d = self.gate_coef_.shape
+        # router: k (d + 1) less what leaves every gate unchanged -- the common
+        # shift of the gate intercepts (1) and of the gate atoms (d), or for
+        # the cosine router the k lengths and the (d - k)-dimensional shifts
+        # of the unit directions that keep them on the sphere
+        if self.router == "cosine":
+            invisible = 1 + k + max(d - k, 0)
+        else:
+            invisible = 1 + d
+        n_router = max(k * (d + 1) - invisible, 0)
+        n_experts = k * (d + 1) + (0 if self.expert == "linear" else 2)
+        return n_router + n_experts
+
+    def _log_likelihood(self, X, y):
+        """Gaussian log-likelihood at the maximum-likelihood noise variance."""
+        X = self._validate_X(X)
+        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        check_consistent_length(X, y)
+        mse = np.mean((y - predict(X, self._params(), self._spec())) ** 2)
+        n = X.shape[0]
+        if not mse > 0:
+            return np.inf
+        return -0.5 * n * (np.log(2 * np.pi * mse) + 1.0)
+
+    def bic(self, X, y):
+        r"""Bayesian information criterion of the fit on ``(X, y)``: lower is better.
+
+        :math:`-2 \log \hat L + p \log n` with Gaussian noise of variance
+        the mean squared residual, and ``p`` the number of free parameters
+        net of the mixture's identifiability, plus one for the noise variance
+        (:ref:`criteria`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        float
+        """
+        n = _num_samples(X)
+        return -2.0 * self._log_likelihood(X, y) + (self._n_parameters() + 1) * np.log(n)
+
+    def aic(self, X, y):
+        r"""Akaike information criterion of the fit on ``(X, y)``: lower is better.
+
+        :math:`-2 \log \hat L + 2 p`, with the likelihood and ``p`` of
+        :meth:`bic`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        float
+        """
+        return -2.0 * self._log_likelihood(X, y) + 2.0 * (self._n_parameters() + 1)
