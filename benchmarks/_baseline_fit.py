@@ -8,6 +8,7 @@ run, on the package's objective.  Never imported by the package.
 
 import numpy as np
 from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits
 
 from sklearn_cosmoe._experts import LINEARISATION
 from sklearn_cosmoe._model import MoEParams, objective, row_norms
@@ -40,8 +41,14 @@ def baseline_start(X, y, sample_weight, spec, n_experts, rng):
 def baseline_fit(X, y, sample_weight, spec, n_experts, rng, *, max_iter=1000, tol=1e-7):
     """Start and fit as ``CosineMoERegressor(n_init=1)`` did at d55a4fc.
 
-    ``y`` is the standardized target.  Returns the final objective.
+    ``y`` is the standardized target.  Returns the final objective.  BLAS is
+    held to one thread, as that commit's fit did.
     """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _baseline_fit(X, y, sample_weight, spec, n_experts, rng, max_iter, tol)
+
+
+def _baseline_fit(X, y, sample_weight, spec, n_experts, rng, max_iter, tol):
     params = baseline_start(X, y, sample_weight, spec, n_experts, rng)
     shape = params.shape
     x_norms = row_norms(X)

@@ -29,8 +29,12 @@ from ._model import MoEParams, gates_and_experts, objective, row_norms
 
 _KMEANS_ITER = 10
 # k-means starts screened by a short L-BFGS run, and the length of that run
-N_SCREENED_STARTS = 4
-SCREEN_ITER = 20
+N_SCREENED_STARTS = 3
+SCREEN_ITER = 15
+# the smaller mixtures of a grown fit only start the next one: a looser
+# tolerance and fewer iterations
+_PATH_TOL = 1e-5
+_PATH_MAX_ITER = 100
 # root mean square of the pre-activations a_i . x + b_i of a feed-forward
 # expert in its linear regime: tanh(z) = z (1 - z^2/3 + ...) is within 2% of
 # z there, so the start is the least-squares linear fit to first order
@@ -339,19 +343,22 @@ def fit_least_squares(X, y, sample_weight, params, spec, *, max_iter=1000,
     return FitResult(params, loss, n_iter, reason is None, reason)
 
 
-def grow_path(X, y, sample_weight, spec, max_experts, rng, **fit_params):
+def grow_path(X, y, sample_weight, spec, max_experts, rng, *, max_iter=1000,
+              tol=1e-7, verbose=0, only_last=False):
     """Fits with 1, 2, ..., ``max_experts`` experts, each split from the last.
 
     The one-expert fit starts from the least-squares linear fit
     (:func:`initial_params`); each further fit starts from the previous one
     with its worst expert split (:func:`split_worst_expert`).  Top-K gates
-    apply once the mixture has more than ``top_k`` experts.
+    apply once the mixture has more than ``top_k`` experts.  With
+    ``only_last`` the smaller mixtures, which then only start the next one,
+    are fitted with ``tol`` at least ``1e-5`` and at most 100 iterations.
 
     Yields
     ------
     FitResult
-        For 1, 2, ..., ``max_experts`` experts.  ``fit_params`` go to
-        :func:`fit_least_squares`.
+        For 1, 2, ..., ``max_experts`` experts (only the last with
+        ``only_last``).
     """
     x_norms = row_norms(X)
 
@@ -363,9 +370,14 @@ def grow_path(X, y, sample_weight, spec, max_experts, rng, **fit_params):
         if k > 1:
             params = split_worst_expert(X, y, sample_weight, result.params,
                                         spec_for(k), rng, x_norms)
-        result = fit_least_squares(X, y, sample_weight, params, spec_for(k),
-                                   solve_experts_first=False, **fit_params)
-        yield result
+        last = k == max_experts
+        rough = only_last and not last
+        result = fit_least_squares(
+            X, y, sample_weight, params, spec_for(k), solve_experts_first=False,
+            max_iter=min(max_iter, _PATH_MAX_ITER) if rough else max_iter,
+            tol=max(tol, _PATH_TOL) if rough else tol, verbose=verbose)
+        if last or not only_last:
+            yield result
 
 
 def fit_from_data(X, y, sample_weight, spec, n_experts, rng, *, max_iter=1000,
@@ -383,7 +395,8 @@ def fit_from_data(X, y, sample_weight, spec, n_experts, rng, *, max_iter=1000,
         The fit with the lower final objective (the grown one on a tie).
     """
     fit_params = {"max_iter": max_iter, "tol": tol, "verbose": verbose}
-    *_, grown = grow_path(X, y, sample_weight, spec, n_experts, rng, **fit_params)
+    grown, = grow_path(X, y, sample_weight, spec, n_experts, rng, only_last=True,
+                       **fit_params)
     if n_experts == 1:
         return grown
     x_norms = row_norms(X)

@@ -150,7 +150,7 @@ def test_fit_from_data_keeps_the_better_of_grown_and_screened(data):
     X, y, w = data
     spec = MoESpec(temperature=0.3)
     result = fit_from_data(X, y, w, spec, 3, np.random.default_rng(0))
-    *_, grown = grow_path(X, y, w, spec, 3, np.random.default_rng(0))
+    grown, = grow_path(X, y, w, spec, 3, np.random.default_rng(0), only_last=True)
     assert result.loss <= grown.loss
     assert result.converged and result.n_iter >= 1
 
@@ -183,3 +183,11 @@ def test_one_expert_has_no_router_parameters(data):
         mse = np.mean((y - reg.predict(X)) ** 2)
         assert_allclose(reg.bic(X, y),
                         n * np.log(2 * np.pi * mse) + n + (3 + 1 + 1) * np.log(n))
+
+
+def test_top_1_passes_the_n_iter_check():
+    # with one gate per row the router gets no gradient; n_iter_ was 0
+    from sklearn.utils.estimator_checks import check_non_transformer_estimators_n_iter
+
+    reg = CosineMoERegressor(n_experts=2, top_k=1, random_state=0)
+    check_non_transformer_estimators_n_iter("CosineMoERegressor", reg)
