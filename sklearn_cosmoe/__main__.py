@@ -28,7 +28,8 @@ def _models(temperature, alpha):
         models[router] = make_pipeline(
             StandardScaler(),
             CosineMoERegressorCV(max_experts=4, cv=3, router=router,
-                                 temperature=temperature, alpha=alpha, random_state=0),
+                                 temperatures=[temperature], alpha=alpha,
+                                 random_state=0),
         )
     return models
 

@@ -7,12 +7,12 @@ gates, an exact weighted (ridge) least-squares problem
 Top-K gates make the objective jump where two scores cross, so a top-K fit
 first fits the dense mixture and then moves it to the sparse one.
 
-A fit from the data (:func:`fit_from_data`) keeps the best of two kinds of
-start: a mixture grown from one expert by splitting the expert that fits
-worst (:func:`grow_path`, :func:`split_worst_expert`), and a few k-means
-starts (:func:`initial_params`) screened by a short L-BFGS run each.  Every
-step depends on ``sample_weight`` only through weighted sums, so integer
-weights and repeated rows give the same fit.
+A fit from the data (:func:`fit_from_data`) keeps the best of a few k-means
+starts (:func:`initial_params`).  A path of mixtures with 1, 2, ... experts
+grows each from the last by splitting the expert that fits worst
+(:func:`grow_path`, :func:`split_worst_expert`).  Every step depends on
+``sample_weight`` only through weighted sums, so integer weights and repeated
+rows give the same fit.
 """
 
 import math
@@ -28,10 +28,9 @@ from ._experts import LINEARISATION
 from ._model import MoEParams, gates_and_experts, objective, row_norms
 
 _KMEANS_ITER = 10
-# k-means starts screened by a short L-BFGS run, and the length of that run
-N_SCREENED_STARTS = 3
-SCREEN_ITER = 15
-# the smaller mixtures of a grown fit only start the next one: a looser
+# k-means starts of the default fit, each fitted to convergence
+N_STARTS = 3
+# the smaller mixtures of a grown fit that only start the next one: a looser
 # tolerance and fewer iterations
 _PATH_TOL = 1e-5
 _PATH_MAX_ITER = 100
@@ -382,32 +381,22 @@ def grow_path(X, y, sample_weight, spec, max_experts, rng, *, max_iter=1000,
 
 def fit_from_data(X, y, sample_weight, spec, n_experts, rng, *, max_iter=1000,
                   tol=1e-7, verbose=0):
-    """The default fit: the best of a grown mixture and screened k-means starts.
+    """The default fit: the best of :data:`N_STARTS` k-means starts.
 
-    1. :func:`grow_path` up to ``n_experts``;
-    2. :data:`N_SCREENED_STARTS` k-means starts (:func:`initial_params`), each
-       run for :data:`SCREEN_ITER` L-BFGS iterations; the one with the lowest
-       objective is fitted to convergence.
+    Each start (:func:`initial_params`, its own k-means draw) is fitted to
+    convergence by :func:`fit_least_squares`; the fit with the lowest final
+    objective is kept (the first on a tie).
 
     Returns
     -------
     FitResult
-        The fit with the lower final objective (the grown one on a tie).
     """
-    fit_params = {"max_iter": max_iter, "tol": tol, "verbose": verbose}
-    grown, = grow_path(X, y, sample_weight, spec, n_experts, rng, only_last=True,
-                       **fit_params)
-    if n_experts == 1:
-        return grown
     x_norms = row_norms(X)
-    screened = [
-        fit_least_squares(X, y, sample_weight,
-                          initial_params(X, y, sample_weight, spec, n_experts, rng, x_norms),
-                          spec, max_iter=min(SCREEN_ITER, max_iter), tol=tol,
-                          solve_experts_first=False)
-        for _ in range(N_SCREENED_STARTS)
-    ]
-    best = min(screened, key=lambda result: result.loss)
-    screened = fit_least_squares(X, y, sample_weight, best.params, spec,
-                                 solve_experts_first=False, **fit_params)
-    return screened if screened.loss < grown.loss else grown
+    best = None
+    for _ in range(N_STARTS):
+        start = initial_params(X, y, sample_weight, spec, n_experts, rng, x_norms)
+        result = fit_least_squares(X, y, sample_weight, start, spec, max_iter=max_iter,
+                                   tol=tol, verbose=verbose, solve_experts_first=False)
+        if best is None or result.loss < best.loss:
+            best = result
+    return best

@@ -10,7 +10,7 @@ ESTIMATORS = [
     CosineMoERegressor(router="linear", random_state=0),
     CosineMoERegressor(expert="tanh", random_state=0),
     CosineMoERegressor(n_experts=3, top_k=2, random_state=0),
-    CosineMoERegressorCV(max_experts=2, cv=2, random_state=0),
+    CosineMoERegressorCV(max_experts=2, cv=2, temperatures=[1.0], random_state=0),
 ]
 
 
