@@ -82,12 +82,15 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
         on the scale of the standardized target.  Keeps over-specified fits
         from drifting to huge, saturated weights.
     max_iter : int, default=1000
-        Maximum number of L-BFGS iterations per start.
+        Maximum number of L-BFGS iterations per run (per start; with top-K
+        gates, of the dense and of the sparse run).
     tol : float, default=1e-7
         Tolerance of L-BFGS-B (``ftol`` and ``gtol``) and of the alternation
         with exact least-squares updates of linear experts.
     n_init : int, default=1
-        Number of starts; the one with the lowest training objective is kept.
+        Number of repetitions of the default fit, itself the best of three
+        k-means starts (:ref:`solver`); the fit with the lowest training
+        objective is kept.
     random_state : int, RandomState instance or None, default=None
         Seeds the starts.  A given seed gives bit-identical fits whatever the
         number of threads.
@@ -114,14 +117,17 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
     feature_names_in_ : ndarray of shape (n_features,)
         Defined only when ``X`` has feature names that are all strings.
     n_iter_ : int
-        L-BFGS iterations of the kept start.
+        L-BFGS iterations of the kept fit (its dense and sparse runs together
+        with top-K gates); at least 1.
     loss_ : float
         Final training objective of the kept start: half the weighted mean
         squared error of the standardized target, plus the ridge term.
     init_losses_ : ndarray of shape (n_init,)
-        Final training objective of each start.
+        Final training objective of each repetition.
     converged_ : bool
-        Whether the kept start met ``tol`` within ``max_iter``.
+        Whether L-BFGS-B's convergence test (``tol``) passed for the kept fit
+        within ``max_iter``; a fit that stopped otherwise warns with a
+        :class:`~sklearn.exceptions.ConvergenceWarning` that says why.
 
     Notes
     -----
