@@ -30,10 +30,6 @@ from ._model import MoEParams, gates_and_experts, objective, row_norms
 _KMEANS_ITER = 10
 # k-means starts of the default fit, each fitted to convergence
 N_STARTS = 3
-# the smaller mixtures of a grown fit that only start the next one: a looser
-# tolerance and fewer iterations
-_PATH_TOL = 1e-5
-_PATH_MAX_ITER = 100
 # root mean square of the pre-activations a_i . x + b_i of a feed-forward
 # expert in its linear regime: tanh(z) = z (1 - z^2/3 + ...) is within 2% of
 # z there, so the start is the least-squares linear fit to first order
@@ -49,7 +45,8 @@ class FitResult:
     ``reason`` says why a fit that did not converge stopped: ``"max_iter"``
     (iteration limit) or ``"line_search"`` (L-BFGS-B could not decrease the
     objective along its search direction before its tolerance test passed);
-    ``None`` when it converged.
+    ``None`` when it converged.  It unpacks as ``params, loss, n_iter,
+    converged``, the tuple that :func:`fit_least_squares` used to return.
     """
 
     params: MoEParams
@@ -57,6 +54,9 @@ class FitResult:
     n_iter: int
     converged: bool
     reason: str | None = None
+
+    def __iter__(self):
+        return iter((self.params, self.loss, self.n_iter, self.converged))
 
 
 def spherical_kmeans(X, sample_weight, n_clusters, rng, x_norms=None):
@@ -135,7 +135,7 @@ def _enter_linear_regime(X, sample_weight, params, spec, x_norms):
     """
     _, z = gates_and_experts(X, params, replace(spec, expert="linear"), x_norms)
     w = sample_weight / sample_weight.sum()
-    rms = math.sqrt(np.max(w @ (z * z)))
+    rms = math.sqrt(np.max(np.einsum("n,nk->k", w, z * z)))
     eps = _LINEAR_REGIME_RMS / rms if rms > 0 else 1.0
     h0, h1 = LINEARISATION[spec.expert]
     params.expert_coef = eps * params.expert_coef
@@ -153,6 +153,7 @@ def _choose_preactivation_scale(X, y, sample_weight, params, spec, x_norms):
     Modifies ``params``.
     """
     w = sample_weight / sample_weight.sum()
+    y_mean = _mean(w, y)
     base = params.copy()
     best = None
     for scale in _PREACTIVATION_SCALES:
@@ -161,10 +162,10 @@ def _choose_preactivation_scale(X, y, sample_weight, params, spec, x_norms):
         trial.expert_intercept = scale * base.expert_intercept
         gates, outputs = gates_and_experts(X, trial, spec, x_norms)
         mix = np.einsum("nk,nk->n", gates, outputs)
-        mix_mean, y_mean = w @ mix, w @ y
-        var = w @ (mix - mix_mean) ** 2
+        mix_mean = _mean(w, mix)
+        var = _mean(w, (mix - mix_mean) ** 2)
         if var > 0:
-            trial.output_scale = (w @ ((mix - mix_mean) * (y - y_mean))) / var
+            trial.output_scale = _mean(w, (mix - mix_mean) * (y - y_mean)) / var
             trial.output_intercept = y_mean - trial.output_scale * mix_mean
         shape = trial.shape
         loss = objective(trial.to_vector(spec), X, y, sample_weight, shape, spec,
@@ -174,6 +175,11 @@ def _choose_preactivation_scale(X, y, sample_weight, params, spec, x_norms):
     chosen = best[1]
     params.expert_coef, params.expert_intercept = chosen.expert_coef, chosen.expert_intercept
     params.output_scale, params.output_intercept = chosen.output_scale, chosen.output_intercept
+
+
+def _mean(w, v):
+    """``sum(w * v)`` in a fixed order (no BLAS: the same bits with any thread count)."""
+    return float(np.einsum("n,n->", w, v))
 
 
 def split_worst_expert(X, y, sample_weight, params, spec, rng, x_norms=None):
@@ -191,7 +197,7 @@ def split_worst_expert(X, y, sample_weight, params, spec, rng, x_norms=None):
     gates, outputs = gates_and_experts(X, params, spec, x_norms)
     residual = y - (params.output_intercept
                     + params.output_scale * np.einsum("nk,nk->n", gates, outputs))
-    worst = int(np.argmax((sample_weight * residual * residual) @ gates))
+    worst = int(np.argmax(np.einsum("n,nk->k", sample_weight * residual ** 2, gates)))
     centres = spherical_kmeans(X, sample_weight * gates[:, worst], 2, rng, x_norms)
     k = params.shape[0]
     take = np.r_[np.arange(k), worst]
@@ -342,22 +348,19 @@ def fit_least_squares(X, y, sample_weight, params, spec, *, max_iter=1000,
     return FitResult(params, loss, n_iter, reason is None, reason)
 
 
-def grow_path(X, y, sample_weight, spec, max_experts, rng, *, max_iter=1000,
-              tol=1e-7, verbose=0, only_last=False):
+def grow_path(X, y, sample_weight, spec, max_experts, rng, **fit_params):
     """Fits with 1, 2, ..., ``max_experts`` experts, each split from the last.
 
     The one-expert fit starts from the least-squares linear fit
     (:func:`initial_params`); each further fit starts from the previous one
     with its worst expert split (:func:`split_worst_expert`).  Top-K gates
-    apply once the mixture has more than ``top_k`` experts.  With
-    ``only_last`` the smaller mixtures, which then only start the next one,
-    are fitted with ``tol`` at least ``1e-5`` and at most 100 iterations.
+    apply once the mixture has more than ``top_k`` experts.  ``fit_params``
+    go to :func:`fit_least_squares`.
 
     Yields
     ------
     FitResult
-        For 1, 2, ..., ``max_experts`` experts (only the last with
-        ``only_last``).
+        For 1, 2, ..., ``max_experts`` experts.
     """
     x_norms = row_norms(X)
 
@@ -369,14 +372,9 @@ def grow_path(X, y, sample_weight, spec, max_experts, rng, *, max_iter=1000,
         if k > 1:
             params = split_worst_expert(X, y, sample_weight, result.params,
                                         spec_for(k), rng, x_norms)
-        last = k == max_experts
-        rough = only_last and not last
-        result = fit_least_squares(
-            X, y, sample_weight, params, spec_for(k), solve_experts_first=False,
-            max_iter=min(max_iter, _PATH_MAX_ITER) if rough else max_iter,
-            tol=max(tol, _PATH_TOL) if rough else tol, verbose=verbose)
-        if last or not only_last:
-            yield result
+        result = fit_least_squares(X, y, sample_weight, params, spec_for(k),
+                                   solve_experts_first=False, **fit_params)
+        yield result
 
 
 def fit_from_data(X, y, sample_weight, spec, n_experts, rng, *, max_iter=1000,

@@ -196,3 +196,13 @@ def test_top_1_passes_the_n_iter_check():
 
     reg = CosineMoERegressor(n_experts=2, top_k=1, random_state=0)
     check_non_transformer_estimators_n_iter("CosineMoERegressor", reg)
+
+
+def test_fit_result_unpacks_as_the_former_tuple(data):
+    X, y, w = data
+    spec = MoESpec()
+    start = initial_params(X, y, w, spec, 2, np.random.default_rng(0))
+    result = fit_least_squares(X, y, w, start, spec, max_iter=2)
+    params, loss, n_iter, converged = result
+    assert (params, loss, n_iter, converged) == (
+        result.params, result.loss, result.n_iter, result.converged)
