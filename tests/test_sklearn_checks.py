@@ -14,6 +14,20 @@ ESTIMATORS = [
 ]
 
 
-@parametrize_with_checks(ESTIMATORS)
+
+def expected_failed_checks(estimator):
+    if getattr(estimator, "top_k", None) is not None:
+        # Top-K gates jump where the K-th and (K+1)-th scores cross: weighted
+        # and repeated rows differ by rounding, and a fit that ends near a
+        # jump can land on either side of it (predictions agree to about
+        # 1e-4, not 1e-7).  It passes or fails by rounding.
+        return {
+            "check_sample_weight_equivalence_on_dense_data":
+                "top-K routing makes the objective discontinuous"
+        }
+    return {}
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
