@@ -184,7 +184,8 @@ def evaluate(model, grid, X, y, f, folds, inner_cv):
             refit_times.append(fit_times[-1])
             last = search[-1] if hasattr(search, "steps") else search
             chosen.append({key: getattr(last, attr) for key, attr in
-                           (("n_experts", "n_experts_"), ("alpha", "alpha_"))
+                           (("n_experts", "n_experts_"), ("temperature", "temperature_"),
+                            ("alpha", "alpha_"))
                            if hasattr(last, attr)})
         else:
             refit_times.append(search.refit_time_)
