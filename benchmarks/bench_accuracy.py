@@ -352,7 +352,8 @@ def main(argv=None):
               f"load average at start {os.getloadavg()[0]:.1f}  ",
               f"Versions: sklearn_cosmoe {sklearn_cosmoe.__version__} (git "
               f"{revision}), scikit-learn "
-              f"{sklearn.__version__}, numpy {np.__version__}, python {platform.python_version()}  ",
+              f"{sklearn.__version__}, numpy {np.__version__}, "
+              f"python {platform.python_version()}  ",
               f"Protocol: outer {n_folds}-fold CV (shuffled, seed 0); inside each training "
               f"fold a GridSearchCV with 4 candidates and {args.inner_cv}-fold inner CV per model, refit "
               "on the whole training fold. Grids: Ridge alpha {0.1, 1, 10, 100}; MLP "
