@@ -14,7 +14,10 @@ Protocol
   default, ``--inner-cv``) and
   refitted on the whole training fold.
 * Competitors: ``Ridge``, ``MLPRegressor``, ``HistGradientBoostingRegressor``,
-  and ``CosineMoERegressor`` with each router.  ``StandardScaler`` in front of
+  and ``CosineMoERegressor`` with each router; ``RidgeCV`` and
+  ``CosineMoERegressorCV`` (``MoE CV``, perturbed cosine router) with their
+  defaults and no grid search: they tune themselves (``alpha`` by
+  leave-one-out, the number of experts by 5-fold cross-validation).  ``StandardScaler`` in front of
   everything but the boosted trees; the MLP also gets a standardized target
   (``TransformedTargetRegressor``); the MoE standardizes its target itself.
 * Data: scikit-learn's diabetes; Friedman #1, #2, #3 (``make_friedman*``,
@@ -29,7 +32,9 @@ Protocol
 import argparse
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -40,7 +45,7 @@ from sklearn.compose import TransformedTargetRegressor
 from sklearn.datasets import load_diabetes, make_friedman1, make_friedman2, make_friedman3
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import Ridge
+from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.neural_network import MLPRegressor
@@ -48,10 +53,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import sklearn_cosmoe
-from sklearn_cosmoe import CosineMoERegressor
+from sklearn_cosmoe import CosineMoERegressor, CosineMoERegressorCV
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROUTERS, make_model_data, package_revision  # noqa: E402
+from _common import ROUTERS, make_model_data  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROUTER_LABEL = {"perturbed_cosine": "MoE perturbed cosine", "cosine": "MoE cosine",
@@ -88,7 +93,14 @@ def load_statsmodels(name):
     raise ValueError(name)
 
 
-def datasets(quick):
+def datasets(quick, only=None):
+    """The data sets whose name contains one of ``only`` (all when None).
+
+    Only those are loaded: statsmodels is needed only for its three.
+    """
+    def wanted(name):
+        return only is None or any(s in name for s in only)
+
     n_fr = 1000 if quick else 2000
     out = {}
     X, y = load_diabetes(return_X_y=True)
@@ -112,6 +124,8 @@ def datasets(quick):
             out[f"model {router} {gate}"] = (
                 X, y, f, f"n={n}, d={d}, k={k}, T={temp:g}, noise-limit R² ~0.9")
     for name in (("star98",) if quick else ("star98", "fair", "randhie")):
+        if not wanted(name):
+            continue
         X, y = load_statsmodels(name)
         desc = f"statsmodels, n={len(y)}, d={X.shape[1]}"
         if name == "randhie":
@@ -140,6 +154,9 @@ def competitors(quick, moe_n_init=1):
         "HistGB": (HistGradientBoostingRegressor(random_state=0),
                    {"learning_rate": [0.05, 0.1], "max_leaf_nodes": [15, 31]}),
     }
+    models["RidgeCV"] = (make_pipeline(StandardScaler(), RidgeCV()), None)
+    models["MoE CV"] = (make_pipeline(StandardScaler(), CosineMoERegressorCV(
+        n_init=moe_n_init, random_state=0)), None)
     for router in ROUTERS:
         models[ROUTER_LABEL[router]] = (
             make_pipeline(StandardScaler(), CosineMoERegressor(
@@ -150,23 +167,41 @@ def competitors(quick, moe_n_init=1):
 
 
 def evaluate(model, grid, X, y, f, folds, inner_cv):
+    """Outer-CV scores; ``grid=None``: a model that tunes itself, fitted as is."""
     scores, fit_times, refit_times, oracle, chosen = [], [], [], [], []
     for train, test in folds.split(X):
-        search = GridSearchCV(sklearn.clone(model), grid, cv=inner_cv, scoring="r2",
-                              n_jobs=1)
+        if grid is None:
+            search = sklearn.clone(model)
+        else:
+            search = GridSearchCV(sklearn.clone(model), grid, cv=inner_cv, scoring="r2",
+                                  n_jobs=1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             t0 = time.perf_counter()
             search.fit(X[train], y[train])
             fit_times.append(time.perf_counter() - t0)
-        refit_times.append(search.refit_time_)
+        if grid is None:
+            refit_times.append(fit_times[-1])
+            last = search[-1] if hasattr(search, "steps") else search
+            chosen.append({key: getattr(last, attr) for key, attr in
+                           (("n_experts", "n_experts_"), ("temperature", "temperature_"),
+                            ("alpha", "alpha_"))
+                           if hasattr(last, attr)})
+        else:
+            refit_times.append(search.refit_time_)
+            chosen.append({k.split("__")[-1]: v for k, v in search.best_params_.items()})
         scores.append(r2_score(y[test], search.predict(X[test])))
-        chosen.append({k.split("__")[-1]: v for k, v in search.best_params_.items()})
         if f is not None:
             oracle.append(r2_score(y[test], f[test]))
     return {"r2": np.array(scores), "fit_time": np.array(fit_times),
             "refit_time": np.array(refit_times),
             "oracle": np.array(oracle) if oracle else None, "chosen": chosen}
+
+
+def git_describe():
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=root,
+                          capture_output=True, text=True).stdout.strip()
 
 
 # --------------------------------------------------------------------------
@@ -280,8 +315,17 @@ def main(argv=None):
                              "the estimator's default)")
     parser.add_argument("--inner-cv", type=int, default=3,
                         help="folds of the inner grid search (default 3)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output directory (default: a new temporary one); "
+                             "benchmarks/results only from a clean git tree")
     args = parser.parse_args(argv)
+    revision = git_describe()
+    if args.out is None:
+        args.out = Path(tempfile.mkdtemp(prefix="accuracy_"))
+    out = args.out.resolve()
+    if (out == RESULTS or RESULTS in out.parents) and revision.endswith("-dirty"):
+        sys.exit(f"refusing to write into {out}: the git tree is dirty ({revision}); "
+                 "commit first or pass another --out")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.threads:
         import numba
@@ -293,7 +337,7 @@ def main(argv=None):
     n_folds = 3 if args.quick else 5
     folds = KFold(n_folds, shuffle=True, random_state=0)
     inner_cv = KFold(args.inner_cv, shuffle=True, random_state=1)
-    data = datasets(args.quick)
+    data = datasets(args.quick, args.only)
     if args.only:
         data = {k: v for k, v in data.items() if any(s in k for s in args.only)}
     models = competitors(args.quick, args.moe_n_init)
@@ -301,23 +345,23 @@ def main(argv=None):
         models = {k: v for k, v in models.items() if any(s in k for s in args.models)}
     command = "python benchmarks/bench_accuracy.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
-    import statsmodels
     import numba
     header = [f"Command: `{command.strip()}`  ",
               f"Machine: {platform.machine()}, {os.cpu_count()} cores, threads per "
               f"library {args.threads or os.cpu_count()} (numba {numba.get_num_threads()}); "
               f"load average at start {os.getloadavg()[0]:.1f}  ",
               f"Versions: sklearn_cosmoe {sklearn_cosmoe.__version__} (git "
-              f"{package_revision()}), scikit-learn "
-              f"{sklearn.__version__}, numpy {np.__version__}, statsmodels "
-              f"{statsmodels.__version__}, python {platform.python_version()}  ",
+              f"{revision}), scikit-learn "
+              f"{sklearn.__version__}, numpy {np.__version__}, "
+              f"python {platform.python_version()}  ",
               f"Protocol: outer {n_folds}-fold CV (shuffled, seed 0); inside each training "
               f"fold a GridSearchCV with 4 candidates and {args.inner_cv}-fold inner CV per model, refit "
               "on the whole training fold. Grids: Ridge alpha {0.1, 1, 10, 100}; MLP "
               "hidden (64,) or (64, 64) x alpha {1e-4, 1e-2} (early stopping, target "
               "standardized); HistGB learning_rate {0.05, 0.1} x max_leaf_nodes {15, 31}; "
               "MoE n_experts {2, 4} x temperature {1, 0.1} "
-              f"(n_init {args.moe_n_init}, other settings default). "
+              f"(n_init {args.moe_n_init}, other settings default). RidgeCV and "
+              "MoE CV (CosineMoERegressorCV) with their defaults, no grid search. "
               "StandardScaler in front of all but HistGB."]
     log("\n".join(header))
     results, t_start = {}, time.perf_counter()

@@ -1,6 +1,7 @@
 """Cosine-router mixture of experts for scikit-learn."""
 
+from ._cv import CosineMoERegressorCV
 from ._estimator import CosineMoERegressor
 
 __version__ = "0.1.0"
-__all__ = ["CosineMoERegressor", "__version__"]
+__all__ = ["CosineMoERegressor", "CosineMoERegressorCV", "__version__"]

@@ -2,7 +2,10 @@
 
 The demo prints the 5-fold cross-validated R^2 of the three routers beside
 Ridge on scikit-learn's diabetes data and on data drawn from a sharp-gated
-perturbed-cosine model, then how many rows each expert wins (``apply``).
+perturbed-cosine model.  Each mixture is a ``CosineMoERegressorCV``: it
+chooses its number of experts (1 to 4) by an inner 3-fold cross-validation.
+Then, for the perturbed cosine router fitted on all the rows, the number of
+experts it chose and how many rows each expert wins (``apply``).
 """
 
 import sys
@@ -15,7 +18,7 @@ from sklearn.model_selection import KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from . import CosineMoERegressor
+from . import CosineMoERegressorCV
 from .datasets import make_cosine_moe
 
 
@@ -24,16 +27,16 @@ def _models(temperature, alpha):
     for router in ("perturbed_cosine", "cosine", "linear"):
         models[router] = make_pipeline(
             StandardScaler(),
-            CosineMoERegressor(n_experts=3, router=router, temperature=temperature,
-                               alpha=alpha, n_init=2, random_state=0),
+            CosineMoERegressorCV(max_experts=4, cv=3, router=router,
+                                 temperatures=[temperature], alpha=alpha,
+                                 random_state=0),
         )
     return models
 
 
 def demo():
     data = {
-        # 442 noisy rows: a firm ridge penalty (alpha=0.1) against overfitting
-        "diabetes (n=442, d=10), alpha=0.1": (*load_diabetes(return_X_y=True), 1.0, 0.1),
+        "diabetes (n=442, d=10)": (*load_diabetes(return_X_y=True), 1.0, 1e-4),
         "perturbed-cosine model, T=0.2 (n=2000, d=4), alpha=1e-4": (
             *make_cosine_moe(2000, 4, 3, temperature=0.2, noise=0.1, random_state=0)[:2],
             0.2,
@@ -49,8 +52,10 @@ def demo():
             print(f"  {label:<17} {scores.mean():.3f} +- {scores.std():.3f}"
                   f"   ({time.perf_counter() - start:.1f} s)")
         scaler, moe = _models(temperature, alpha)["perturbed_cosine"].fit(X, y)
-        counts = np.bincount(moe.apply(scaler.transform(X)), minlength=3)
-        print(f"  gate summary (perturbed_cosine, apply counts per expert): {counts.tolist()}")
+        counts = np.bincount(moe.estimator_.apply(scaler.transform(X)),
+                             minlength=moe.n_experts_)
+        print(f"  perturbed_cosine on all rows: {moe.n_experts_} expert(s) chosen by CV; "
+              f"rows won by each (apply): {counts.tolist()}")
 
 
 def main(argv=None):

@@ -8,12 +8,19 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    _num_samples,
+    check_array,
+    check_consistent_length,
+    check_is_fitted,
+    validate_data,
+)
 
 from ._experts import EXPERTS
 from ._model import MoEParams, MoESpec, gates_and_experts, predict
 from ._routers import ROUTERS
-from ._solver import fit_least_squares, initial_params
+from ._solver import fit_from_data, fit_least_squares
 from ._validation import (check_no_booleans, check_numeric_target,
                           check_positive_total_weight, check_x_magnitude,
                           normalize_sample_weight, standardize_target,
@@ -91,12 +98,15 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
         on the scale of the standardized target.  Keeps over-specified fits
         from drifting to huge, saturated weights.
     max_iter : int, default=1000
-        Maximum number of L-BFGS iterations per start.
+        Maximum number of L-BFGS iterations per run (per start; with top-K
+        gates, of the dense and of the sparse run).
     tol : float, default=1e-7
         Tolerance of L-BFGS-B (``ftol`` and ``gtol``) and of the alternation
         with exact least-squares updates of linear experts.
     n_init : int, default=1
-        Number of starts; the one with the lowest training objective is kept.
+        Number of repetitions of the default fit, itself the best of three
+        k-means starts (:ref:`solver`); the fit with the lowest training
+        objective is kept.
     random_state : int, RandomState instance or None, default=None
         Seeds the starts.  A given seed gives bit-identical fits whatever the
         number of threads.
@@ -125,14 +135,17 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
     feature_names_in_ : ndarray of shape (n_features,)
         Defined only when ``X`` has feature names that are all strings.
     n_iter_ : int
-        L-BFGS iterations of the kept start.
+        L-BFGS iterations of the kept fit (its dense and sparse runs together
+        with top-K gates); at least 1.
     loss_ : float
         Final training objective of the kept start: half the weighted mean
         squared error of the standardized target, plus the ridge term.
     init_losses_ : ndarray of shape (n_init,)
-        Final training objective of each start.
+        Final training objective of each repetition.
     converged_ : bool
-        Whether the kept start met ``tol`` within ``max_iter``.
+        Whether L-BFGS-B's convergence test (``tol``) passed for the kept fit
+        within ``max_iter``; a fit that stopped otherwise warns with a
+        :class:`~sklearn.exceptions.ConvergenceWarning` that says why.
 
     Notes
     -----
@@ -285,27 +298,29 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
         spec = self._spec()
         warm = self.warm_start and hasattr(self, "gate_coef_")
         if warm:
-            starts = [self._warm_start_params(X.shape[1], y_mean, y_scale)]
+            start = self._warm_start_params(X.shape[1], y_mean, y_scale)
+            results = [fit_least_squares(
+                X, target, sample_weight, start, spec, max_iter=self.max_iter,
+                tol=self.tol, verbose=self.verbose)]
         else:
             rng = check_random_state(self.random_state)
             # a generator: each start is drawn just before it is fitted
-            starts = (initial_params(X, target, sample_weight, spec, self.n_experts, rng)
-                      for _ in range(self.n_init))
+            results = (fit_from_data(X, target, sample_weight, spec, self.n_experts, rng,
+                                     max_iter=self.max_iter, tol=self.tol,
+                                     verbose=self.verbose)
+                       for _ in range(self.n_init))
         message = unscaled_features_message(X, sample_weight, self.router, self.tau2)
         if message is not None:
             warnings.warn(message, UserWarning)
 
-        best, losses = None, []
-        for start in starts:
-            result = fit_least_squares(
-                X, target, sample_weight, start, spec, max_iter=self.max_iter,
-                tol=self.tol, verbose=self.verbose, solve_experts_first=warm,
-            )
-            loss = result[1] if np.isfinite(result[1]) else np.inf
-            losses.append(result[1])
-            if best is None or loss < best[1]:
-                best = (result[0], loss, *result[2:])
-        params, loss, n_iter, converged = best
+        best, best_loss, losses = None, np.inf, []
+        for result in results:
+            losses.append(result.loss)
+            # a NaN loss is never kept
+            if best is None or result.loss < best_loss:
+                best = result
+                best_loss = result.loss if np.isfinite(result.loss) else np.inf
+        params, loss = best.params, best_loss
         if not (np.isfinite(loss) and np.all(np.isfinite(params.to_vector(spec)))):
             raise ValueError(
                 "The fit diverged (non-finite objective); scale X (e.g. with "
@@ -319,17 +334,35 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
                 f"|y| = {np.max(np.abs(y)):.3g}, standard deviation {y_scale:.3g}); "
                 "scale y down first."
             )
-        if not converged:
-            warnings.warn(
-                f"CosineMoERegressor did not converge in max_iter={self.max_iter} "
-                "L-BFGS iterations. Increase max_iter, scale the features "
-                "(StandardScaler), or increase alpha.",
-                ConvergenceWarning,
-            )
-        fitted.update(loss_=loss, n_iter_=n_iter, converged_=converged,
+        if not best.converged:
+            warnings.warn(self._convergence_advice(best.reason), ConvergenceWarning)
+        fitted.update(loss_=loss, n_iter_=best.n_iter, converged_=best.converged,
                       init_losses_=np.asarray(losses),
                       _fitted_structure=(self.router, self.expert))
         return fitted
+
+    def _convergence_advice(self, reason):
+        """The ConvergenceWarning's message for why the fit stopped early."""
+        if reason == "max_iter":
+            return (
+                f"CosineMoERegressor did not converge in max_iter={self.max_iter} "
+                "L-BFGS iterations. Increase max_iter, scale the features "
+                "(StandardScaler), or increase alpha."
+            )
+        if self.top_k is not None:
+            return (
+                "CosineMoERegressor did not converge: the L-BFGS line search failed "
+                f"on the top_k={self.top_k} objective, which jumps where two router "
+                "scores cross. Use dense gates (top_k=None), a larger top_k, or "
+                "n_init > 1 and compare init_losses_."
+            )
+        return (
+            "CosineMoERegressor did not converge: the L-BFGS line search failed "
+            f"before the tolerance test (tol={self.tol}) passed; the objective is "
+            "flat to rounding error along the search direction. Increase tol, "
+            "increase alpha (over-specified fits drift along flat directions), "
+            "or scale the features (StandardScaler)."
+        )
 
     def _warm_start_params(self, n_features, y_mean, y_scale):
         """The previous fit's parameters as a start, after checking they fit."""
@@ -459,3 +492,67 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
         ndarray of shape (n_samples,), dtype int
         """
         return np.argmax(self.predict_gates(X), axis=1)
+
+    def _n_parameters(self):
+        """Free parameters of the fit net of its identifiability (:ref:`criteria`)."""
+        check_is_fitted(self)
+        k, d = self.gate_coef_.shape
+        # router: k (d + 1) less what leaves every gate unchanged -- the common
+        # shift of the gate intercepts (1) and of the gate atoms (d), or for
+        # the cosine router the k lengths and the (d - k)-dimensional shifts
+        # of the unit directions that keep them on the sphere
+        if self.router == "cosine":
+            invisible = 1 + k + max(d - k, 0)
+        else:
+            invisible = 1 + d
+        n_router = max(k * (d + 1) - invisible, 0)
+        n_experts = k * (d + 1) + (0 if self.expert == "linear" else 2)
+        return n_router + n_experts
+
+    def _log_likelihood(self, X, y):
+        """Gaussian log-likelihood at the maximum-likelihood noise variance."""
+        X = self._validate_X(X)
+        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        check_consistent_length(X, y)
+        mse = np.mean((y - predict(X, self._params(), self._spec())) ** 2)
+        n = X.shape[0]
+        if not mse > 0:
+            return np.inf
+        return -0.5 * n * (np.log(2 * np.pi * mse) + 1.0)
+
+    def bic(self, X, y):
+        r"""Bayesian information criterion of the fit on ``(X, y)``: lower is better.
+
+        :math:`-2 \log \hat L + p \log n` with Gaussian noise of variance
+        the mean squared residual, and ``p`` the number of free parameters
+        net of the mixture's identifiability, plus one for the noise variance
+        (:ref:`criteria`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        float
+        """
+        n = _num_samples(X)
+        return -2.0 * self._log_likelihood(X, y) + (self._n_parameters() + 1) * np.log(n)
+
+    def aic(self, X, y):
+        r"""Akaike information criterion of the fit on ``(X, y)``: lower is better.
+
+        :math:`-2 \log \hat L + 2 p`, with the likelihood and ``p`` of
+        :meth:`bic`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        float
+        """
+        return -2.0 * self._log_likelihood(X, y) + 2.0 * (self._n_parameters() + 1)

@@ -4,12 +4,19 @@ The fit is L-BFGS-B on all parameters with the exact gradient of
 :func:`sklearn_cosmoe._model.objective`.  Linear experts are, for fixed
 gates, an exact weighted (ridge) least-squares problem
 (:func:`update_linear_experts`): that step starts and ends their fit.
+Top-K gates make the objective jump where two scores cross, so a top-K fit
+first fits the dense mixture and then moves it to the sparse one.
 
-The start (:func:`initial_params`) uses the data: a weighted spherical
-k-means on the directions of the rows gives the router, least squares given
-those gates gives the experts.  Every step depends on ``sample_weight`` only
-through weighted sums, so integer weights and repeated rows give the same fit.
+A fit from the data (:func:`fit_from_data`) keeps the best of a few k-means
+starts (:func:`initial_params`).  A path of mixtures with 1, 2, ... experts
+grows each from the last by splitting the expert that fits worst
+(:func:`grow_path`, :func:`split_worst_expert`).  Every step depends on
+``sample_weight`` only through weighted sums, so integer weights and repeated
+rows give the same fit.
 """
+
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import linalg
@@ -21,6 +28,35 @@ from ._experts import LINEARISATION
 from ._model import MoEParams, gates_and_experts, objective, row_norms
 
 _KMEANS_ITER = 10
+# k-means starts of the default fit, each fitted to convergence
+N_STARTS = 3
+# root mean square of the pre-activations a_i . x + b_i of a feed-forward
+# expert in its linear regime: tanh(z) = z (1 - z^2/3 + ...) is within 2% of
+# z there, so the start is the least-squares linear fit to first order
+_LINEAR_REGIME_RMS = 0.25
+# then the pre-activations are scaled by the best of these on the objective
+_PREACTIVATION_SCALES = (1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+@dataclass
+class FitResult:
+    """Outcome of a fit: parameters, final objective, iterations, convergence.
+
+    ``reason`` says why a fit that did not converge stopped: ``"max_iter"``
+    (iteration limit) or ``"line_search"`` (L-BFGS-B could not decrease the
+    objective along its search direction before its tolerance test passed);
+    ``None`` when it converged.  It unpacks as ``params, loss, n_iter,
+    converged``, the tuple that :func:`fit_least_squares` used to return.
+    """
+
+    params: MoEParams
+    loss: float
+    n_iter: int
+    converged: bool
+    reason: str | None = None
+
+    def __iter__(self):
+        return iter((self.params, self.loss, self.n_iter, self.converged))
 
 
 def spherical_kmeans(X, sample_weight, n_clusters, rng, x_norms=None):
@@ -48,32 +84,140 @@ def spherical_kmeans(X, sample_weight, n_clusters, rng, x_norms=None):
     return centres
 
 
-def initial_params(X, y, sample_weight, spec, n_experts, rng):
-    """A data-driven start for :func:`fit_least_squares` (module docstring)."""
-    d = X.shape[1]
-    x_norms = row_norms(X)  # for the k-means and the least-squares gates
-    centres = spherical_kmeans(X, sample_weight, n_experts, rng, x_norms)
+def _gate_length(X, sample_weight, spec):
+    """Length of a starting gate coefficient ``beta_1i`` (unit direction times this)."""
     if spec.router == "linear":
         # scores of order +-2 on rows of typical norm
         w = sample_weight / sample_weight.sum()
-        rms = np.sqrt(w @ np.einsum("ij,ij->i", X, X)) or 1.0
-        gate_coef = centres * (2.0 * spec.temperature / rms)
-    elif spec.router == "perturbed_cosine":
-        # |u_i| = 3/4, well inside the unit ball
-        gate_coef = centres * (3.0 * spec.tau1)
-    else:
-        gate_coef = centres
-    params = MoEParams(gate_coef, np.zeros(n_experts),
-                       np.zeros((n_experts, d)), np.zeros(n_experts))
+        rms = math.sqrt(w @ np.einsum("ij,ij->i", X, X)) or 1.0
+        return 2.0 * spec.temperature / rms
+    if spec.router == "perturbed_cosine":
+        return 3.0 * spec.tau1  # |u_i| = 3/4, well inside the unit ball
+    return 1.0
+
+
+def initial_params(X, y, sample_weight, spec, n_experts, rng, x_norms=None, *,
+                   linear_regime=True):
+    """A k-means start: spherical k-means gates, least-squares experts.
+
+    The router's directions are the centres of :func:`spherical_kmeans`;
+    the experts are the exact least-squares linear experts for those gates.
+    With ``linear_regime``, feed-forward experts start in their linear
+    regime: their pre-activations are scaled to a root mean square of 1/4
+    and the output scale and intercept set so that, through ``h(z) ~ h(0) +
+    h'(0) z``, the prediction equals the least-squares linear fit to first
+    order; from there the pre-activations are scaled by the best of 1, 2, 4,
+    8, 16 on the objective (with the exact output scale and intercept for
+    each).  Without it, the least-squares pre-activations are kept as they
+    are, with ``s = 1/h'(0)`` and ``c = -h(0)/h'(0)``: a start that is
+    already saturated where the linear fit is large.
+    """
+    if x_norms is None:
+        x_norms = row_norms(X)
+    d = X.shape[1]
+    centres = spherical_kmeans(X, sample_weight, n_experts, rng, x_norms)
+    params = MoEParams(centres * _gate_length(X, sample_weight, spec),
+                       np.zeros(n_experts), np.zeros((n_experts, d)),
+                       np.zeros(n_experts))
     with threadpool_limits(limits=1, user_api="blas"):  # see fit_least_squares
         update_linear_experts(X, y, sample_weight, params, spec, x_norms)
     if spec.learns_output_affine:
-        # h(z) ~ h(0) + h'(0) z: choose s, c so that the feed-forward experts
-        # start as the least-squares linear experts
-        h0, h1 = LINEARISATION[spec.expert]
-        params.output_scale = 1.0 / h1
-        params.output_intercept = -h0 / h1
+        if linear_regime:
+            _enter_linear_regime(X, sample_weight, params, spec, x_norms)
+            _choose_preactivation_scale(X, y, sample_weight, params, spec, x_norms)
+        else:
+            h0, h1 = LINEARISATION[spec.expert]
+            params.output_scale = 1.0 / h1
+            params.output_intercept = -h0 / h1
     return params
+
+
+def _enter_linear_regime(X, sample_weight, params, spec, x_norms):
+    """Map least-squares linear experts to feed-forward ones of the same first-order fit.
+
+    ``params`` holds linear experts ``z_i = a_i . x + b_i`` (output scale 1,
+    intercept 0).  With ``eps`` chosen so that the largest root mean square
+    of the ``eps z_i`` is :data:`_LINEAR_REGIME_RMS`, ``c + s h(eps z) = z +
+    O(eps^2 z^2)`` for ``s = 1 / (eps h'(0))`` and ``c = -s h(0)``.
+    Modifies ``params``.
+    """
+    _, z = gates_and_experts(X, params, replace(spec, expert="linear"), x_norms)
+    w = sample_weight / sample_weight.sum()
+    rms = math.sqrt(np.max(np.einsum("n,nk->k", w, z * z)))
+    eps = _LINEAR_REGIME_RMS / rms if rms > 0 else 1.0
+    h0, h1 = LINEARISATION[spec.expert]
+    params.expert_coef = eps * params.expert_coef
+    params.expert_intercept = eps * params.expert_intercept
+    params.output_scale = 1.0 / (eps * h1)
+    params.output_intercept = -h0 / (eps * h1)
+
+
+def _choose_preactivation_scale(X, y, sample_weight, params, spec, x_norms):
+    """Scale the feed-forward pre-activations by the best of :data:`_PREACTIVATION_SCALES`.
+
+    For each scale the output intercept and scale are the exact weighted
+    least squares (the prediction is affine in them); the scale with the
+    lowest objective is kept (the linear regime, scale 1, on a tie).
+    Modifies ``params``.
+    """
+    w = sample_weight / sample_weight.sum()
+    y_mean = _mean(w, y)
+    base = params.copy()
+    best = None
+    for scale in _PREACTIVATION_SCALES:
+        trial = base.copy()
+        trial.expert_coef = scale * base.expert_coef
+        trial.expert_intercept = scale * base.expert_intercept
+        gates, outputs = gates_and_experts(X, trial, spec, x_norms)
+        mix = np.einsum("nk,nk->n", gates, outputs)
+        mix_mean = _mean(w, mix)
+        var = _mean(w, (mix - mix_mean) ** 2)
+        if var > 0:
+            trial.output_scale = _mean(w, (mix - mix_mean) * (y - y_mean)) / var
+            trial.output_intercept = y_mean - trial.output_scale * mix_mean
+        shape = trial.shape
+        loss = objective(trial.to_vector(spec), X, y, sample_weight, shape, spec,
+                         x_norms)[0]
+        if best is None or loss < best[0]:
+            best = (loss, trial)
+    chosen = best[1]
+    params.expert_coef, params.expert_intercept = chosen.expert_coef, chosen.expert_intercept
+    params.output_scale, params.output_intercept = chosen.output_scale, chosen.output_intercept
+
+
+def _mean(w, v):
+    """``sum(w * v)`` in a fixed order (no BLAS: the same bits with any thread count)."""
+    return float(np.einsum("n,n->", w, v))
+
+
+def split_worst_expert(X, y, sample_weight, params, spec, rng, x_norms=None):
+    """A mixture of ``k + 1`` experts: the expert that fits worst split in two.
+
+    The worst expert ``j`` has the largest gated squared residual
+    :math:`\\sum_n w_n g_j(x_n) (y_n - f(x_n))^2`.  A weighted 2-means on the
+    directions of its rows (weights :math:`w_n g_j(x_n)`) gives the two
+    copies' gate directions; each copy keeps ``j``'s expert and gets its gate
+    intercept minus :math:`\\log 2`.  Linear experts are then set to their
+    exact least-squares values.  ``params`` is not modified.
+    """
+    if x_norms is None:
+        x_norms = row_norms(X)
+    gates, outputs = gates_and_experts(X, params, spec, x_norms)
+    residual = y - (params.output_intercept
+                    + params.output_scale * np.einsum("nk,nk->n", gates, outputs))
+    worst = int(np.argmax(np.einsum("n,nk->k", sample_weight * residual ** 2, gates)))
+    centres = spherical_kmeans(X, sample_weight * gates[:, worst], 2, rng, x_norms)
+    k = params.shape[0]
+    take = np.r_[np.arange(k), worst]
+    split = MoEParams(params.gate_coef[take], params.gate_intercept[take],
+                      params.expert_coef[take], params.expert_intercept[take],
+                      params.output_scale, params.output_intercept)
+    split.gate_coef[[worst, k]] = centres * _gate_length(X, sample_weight, spec)
+    split.gate_intercept[[worst, k]] -= math.log(2.0)
+    if spec.expert == "linear":
+        with threadpool_limits(limits=1, user_api="blas"):
+            update_linear_experts(X, y, sample_weight, split, spec, x_norms)
+    return split
 
 
 def update_linear_experts(X, y, sample_weight, params, spec, x_norms=None):
@@ -106,6 +250,50 @@ def update_linear_experts(X, y, sample_weight, params, spec, x_norms=None):
     return params
 
 
+def _lbfgs(params, args, spec, max_iter, tol, experts_only=False):
+    """One L-BFGS-B run; a failed line search gets one restart with fresh memory.
+
+    L-BFGS-B's own tests (``ftol`` on the relative decrease, ``gtol`` on the
+    projected gradient) are the convergence tests: status 0 is the only
+    success.  A failed line search often comes from a stale curvature
+    memory; the restart keeps what the run had reached.  ``experts_only``
+    holds the router fixed and moves the expert parameters (and the output
+    scale and intercept) alone.
+
+    Returns
+    -------
+    params, loss, n_iter, reason
+        ``reason`` is None when a test passed, else ``"max_iter"`` or
+        ``"line_search"``.
+    """
+    shape = params.shape
+    theta = params.to_vector(spec)
+    free = np.ones(theta.size, dtype=bool)
+    if experts_only:
+        k, d = shape
+        free[:k * d + k] = False
+
+    def fun(sub):
+        full = theta.copy()
+        full[free] = sub
+        loss, grad = objective(full, *args)
+        return loss, grad[free]
+
+    sub, n_iter = theta[free], 0
+    for _ in range(2):
+        result = minimize(fun, sub, jac=True, method="L-BFGS-B",
+                          options={"maxiter": max_iter - n_iter, "ftol": tol,
+                                   "gtol": tol})
+        n_iter += result.nit
+        sub = result.x
+        if result.status != 2 or n_iter >= max_iter:
+            break
+    theta[free] = sub
+    reason = {0: None, 1: "max_iter"}.get(result.status, "line_search")
+    # a start that already passes the tests counts as one iteration: the test
+    return MoEParams.from_vector(theta, shape, spec), result.fun, max(n_iter, 1), reason
+
+
 def fit_least_squares(X, y, sample_weight, params, spec, *, max_iter=1000,
                       tol=1e-7, verbose=0, solve_experts_first=True):
     """Minimise the objective from ``params``.
@@ -114,7 +302,8 @@ def fit_least_squares(X, y, sample_weight, params, spec, *, max_iter=1000,
     ``solve_experts_first`` is false: a start from :func:`initial_params`
     already has them), then L-BFGS-B moves all parameters, then a last
     least-squares update puts the experts at their optimum for the final
-    gates (it cannot raise the objective).
+    gates (it cannot raise the objective).  With top-K gates the dense
+    mixture is fitted first and the sparse one from there.
 
     Parameters
     ----------
@@ -124,39 +313,100 @@ def fit_least_squares(X, y, sample_weight, params, spec, *, max_iter=1000,
         Start; not modified.
     spec : MoESpec
     max_iter : int
-        Maximum number of L-BFGS iterations.
+        Maximum number of L-BFGS iterations of each run (dense, then sparse).
     tol : float
         L-BFGS-B ``ftol`` and ``gtol``.
 
     Returns
     -------
-    params : MoEParams
-    loss : float
-    n_iter : int
-    converged : bool
+    FitResult
+        ``n_iter`` counts the iterations of all runs; ``converged`` is true
+        only when the last run passed L-BFGS-B's tolerance test.
     """
-    shape = params.shape
     params = params.copy()
     x_norms = row_norms(X)
-    args = (X, y, sample_weight, shape, spec, x_norms)
+    args = (X, y, sample_weight, params.shape, spec, x_norms)
     # the kernels call BLAS from each numba thread on small tiles, and BLAS
     # threads spin on the optimiser's tiny vector operations: more BLAS
     # threads would only fight the numba threads
     with threadpool_limits(limits=1, user_api="blas"):
         if spec.expert == "linear" and solve_experts_first:
             update_linear_experts(X, y, sample_weight, params, spec, x_norms)
-        result = minimize(
-            objective, params.to_vector(spec), args=args, jac=True,
-            method="L-BFGS-B",
-            options={"maxiter": max_iter, "ftol": tol, "gtol": tol},
-        )
-        params = MoEParams.from_vector(result.x, shape, spec)
-        loss = result.fun
-        if spec.expert == "linear":
-            update_linear_experts(X, y, sample_weight, params, spec, x_norms)
-            loss = objective(params.to_vector(spec), *args)[0]
+        specs = [spec] if spec.top_k is None else [replace(spec, top_k=None), spec]
+        n_iter = 0
+        for run_spec in specs:
+            args = (X, y, sample_weight, params.shape, run_spec, x_norms)
+            params, loss, nit, reason = _lbfgs(params, args, run_spec, max_iter, tol)
+            n_iter += nit
+            if reason == "line_search" and run_spec.top_k is not None:
+                # stuck at a jump of the top-K objective: freeze the router
+                # there and fit the experts, a smooth problem, for its gates
+                if spec.expert == "linear":
+                    reason = None  # the exact least squares below
+                else:
+                    params, loss, nit, reason = _lbfgs(params, args, run_spec,
+                                                       max_iter, tol, experts_only=True)
+                    n_iter += nit
+            if spec.expert == "linear":
+                update_linear_experts(X, y, sample_weight, params, run_spec, x_norms)
+                loss = objective(params.to_vector(run_spec), *args)[0]
     if verbose:
-        print(f"[CosineMoE] {result.nit} L-BFGS iterations, {result.nfev} "
-              f"evaluations, objective {loss:.10g}: {result.message}")
-    # status 1: iteration limit; 2: line search failed (precision limit)
-    return params, loss, result.nit, result.status != 1
+        print(f"[CosineMoE] {n_iter} L-BFGS iterations, objective {loss:.10g}"
+              + ("" if reason is None else f", stopped by {reason}"))
+    return FitResult(params, loss, n_iter, reason is None, reason)
+
+
+def grow_path(X, y, sample_weight, spec, max_experts, rng, **fit_params):
+    """Fits with 1, 2, ..., ``max_experts`` experts, each split from the last.
+
+    The one-expert fit starts from the least-squares linear fit
+    (:func:`initial_params`); each further fit starts from the previous one
+    with its worst expert split (:func:`split_worst_expert`).  Top-K gates
+    apply once the mixture has more than ``top_k`` experts.  ``fit_params``
+    go to :func:`fit_least_squares`.
+
+    Yields
+    ------
+    FitResult
+        For 1, 2, ..., ``max_experts`` experts.
+    """
+    x_norms = row_norms(X)
+
+    def spec_for(k):
+        return spec if spec.top_k is None or spec.top_k < k else replace(spec, top_k=None)
+
+    params = initial_params(X, y, sample_weight, spec_for(1), 1, rng, x_norms)
+    for k in range(1, max_experts + 1):
+        if k > 1:
+            params = split_worst_expert(X, y, sample_weight, result.params,
+                                        spec_for(k), rng, x_norms)
+        result = fit_least_squares(X, y, sample_weight, params, spec_for(k),
+                                   solve_experts_first=False, **fit_params)
+        yield result
+
+
+def fit_from_data(X, y, sample_weight, spec, n_experts, rng, *, max_iter=1000,
+                  tol=1e-7, verbose=0):
+    """The default fit: the best of :data:`N_STARTS` k-means starts.
+
+    Each start (:func:`initial_params`, its own k-means draw) is fitted to
+    convergence by :func:`fit_least_squares`; the fit with the lowest final
+    objective is kept (the first on a tie).  Feed-forward experts get the
+    linear-regime start first, then starts with the least-squares
+    pre-activations kept as they are: on random truths those reach the
+    optimum more often (user guide :ref:`solver`).
+
+    Returns
+    -------
+    FitResult
+    """
+    x_norms = row_norms(X)
+    best = None
+    for i in range(N_STARTS):
+        start = initial_params(X, y, sample_weight, spec, n_experts, rng, x_norms,
+                               linear_regime=i == 0)
+        result = fit_least_squares(X, y, sample_weight, start, spec, max_iter=max_iter,
+                                   tol=tol, verbose=verbose, solve_experts_first=False)
+        if best is None or result.loss < best.loss:
+            best = result
+    return best

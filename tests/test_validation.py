@@ -10,6 +10,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from sklearn_cosmoe import CosineMoERegressor, _estimator
+from sklearn_cosmoe._model import MoEParams
+from sklearn_cosmoe._solver import FitResult
 from sklearn_cosmoe._validation import standardize_target
 
 from .test_estimator import model_data
@@ -48,7 +50,7 @@ def no_numerical_work(monkeypatch):
     """Make the start and the solver fail loudly: errors must come before them."""
     def fail(*args, **kwargs):
         raise AssertionError("numerical work started before the input was checked")
-    monkeypatch.setattr(_estimator, "initial_params", fail)
+    monkeypatch.setattr(_estimator, "fit_from_data", fail)
     monkeypatch.setattr(_estimator, "fit_least_squares", fail)
 
 
@@ -165,8 +167,10 @@ def _raise(exc):
     return solver
 
 
-def _diverge(X, y, sample_weight, params, spec, **kwargs):
-    return params, np.nan, 3, True
+def _diverge(X, y, sample_weight, spec, n_experts, rng, **kwargs):
+    k, d = n_experts, X.shape[1]
+    params = MoEParams(np.ones((k, d)), np.zeros(k), np.ones((k, d)), np.zeros(k))
+    return FitResult(params, np.nan, 3, True)
 
 
 @pytest.mark.parametrize("solver,error,match", [
@@ -179,7 +183,7 @@ def test_failing_solver_leaves_fitted_estimator_unchanged(data, fitted, monkeypa
     X, y = data
     reg = CosineMoERegressor(**fitted.get_params()).fit(X, y)
     before, expected = state(reg), reg.predict(X)
-    monkeypatch.setattr(_estimator, "fit_least_squares", solver)
+    monkeypatch.setattr(_estimator, "fit_from_data", solver)
     with pytest.raises(error, match=match):
         reg.fit(X[:, :3], y)  # another number of features: n_features_in_ would change
     assert_same_state(reg, before)
@@ -197,7 +201,7 @@ def test_failing_solver_leaves_new_estimator_unfitted(data, monkeypatch, solver,
     X, y = data
     reg = CosineMoERegressor(n_experts=2)
     before = state(reg)
-    monkeypatch.setattr(_estimator, "fit_least_squares", solver)
+    monkeypatch.setattr(_estimator, "fit_from_data", solver)
     with pytest.raises(error):
         reg.fit(X, y)
     assert_same_state(reg, before)

@@ -1,0 +1,209 @@
+"""The solver: honest convergence, the starts, the grown path, the criteria."""
+
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import Ridge
+
+from sklearn_cosmoe import CosineMoERegressor
+from sklearn_cosmoe._model import MoESpec, gates_and_experts, objective, predict, row_norms
+from sklearn_cosmoe._solver import (
+    _enter_linear_regime,
+    fit_from_data,
+    fit_least_squares,
+    grow_path,
+    initial_params,
+    split_worst_expert,
+)
+from sklearn_cosmoe.datasets import make_cosine_moe
+
+
+def standardized(y):
+    return (y - y.mean()) / y.std()
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y, _ = make_cosine_moe(300, 3, 3, temperature=0.3, inputs="normal",
+                              random_state=0)
+    return X, standardized(y), np.ones(len(y))
+
+
+def test_a_failed_line_search_is_not_converged(data, monkeypatch):
+    # L-BFGS-B's status 2 (its line search failed) used to count as
+    # converged: now it gets one restart, then reports the cause
+    from scipy.optimize import OptimizeResult
+
+    from sklearn_cosmoe import _solver
+
+    calls = []
+
+    def line_search_fails(fun, x0, **kwargs):
+        calls.append(x0)
+        loss, _ = fun(x0)
+        return OptimizeResult(x=x0, fun=loss, nit=3, status=2,
+                              message="ABNORMAL_TERMINATION_IN_LNSRCH")
+
+    monkeypatch.setattr(_solver, "minimize", line_search_fails)
+    X, y, w = data
+    spec = MoESpec(temperature=0.3, expert="tanh")
+    start = initial_params(X, y, w, spec, 3, np.random.default_rng(0))
+    result = fit_least_squares(X, y, w, start, spec)
+    assert (result.converged, result.reason, result.n_iter) == (False, "line_search", 6)
+    assert len(calls) == 2
+    with pytest.warns(ConvergenceWarning, match="line search failed.*Increase tol"):
+        reg = CosineMoERegressor(n_experts=3, temperature=0.3, expert="tanh",
+                                 random_state=0).fit(X, y)
+    assert not reg.converged_
+
+
+def test_iteration_limit_is_not_converged_and_says_so(data):
+    X, y, w = data
+    spec = MoESpec(temperature=0.3)
+    start = initial_params(X, y, w, spec, 3, np.random.default_rng(0))
+    result = fit_least_squares(X, y, w, start, spec, max_iter=2)
+    assert (result.converged, result.reason, result.n_iter) == (False, "max_iter", 2)
+
+
+@pytest.mark.parametrize("router", ["perturbed_cosine", "cosine", "linear"])
+@pytest.mark.parametrize("expert,n_experts,top_k", [
+    ("linear", 3, 1), ("linear", 4, 2), ("tanh", 3, 1), ("tanh", 3, 2)])
+def test_top_k_fits_converge_with_at_least_one_iteration(router, expert, n_experts,
+                                                         top_k):
+    X, y, _ = make_cosine_moe(400, 3, n_experts, router=router, expert=expert,
+                              top_k=top_k, temperature=0.3, inputs="normal",
+                              random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        reg = CosineMoERegressor(n_experts=n_experts, router=router, expert=expert,
+                                 top_k=top_k, temperature=0.3, random_state=0).fit(X, y)
+    assert reg.converged_ and reg.n_iter_ >= 1
+
+
+@pytest.mark.parametrize("expert,order", [("tanh", 3), ("sigmoid", 3), ("gelu", 2)])
+def test_feedforward_start_is_the_linear_fit_to_first_order(data, expert, order,
+                                                           monkeypatch):
+    from sklearn_cosmoe import _solver
+
+    X, y, w = data
+    linear = initial_params(X, y, w, MoESpec(), 3, np.random.default_rng(0))
+    f_linear = predict(X, linear, MoESpec())
+    spec = MoESpec(expert=expert)
+
+    def linear_regime(rms):
+        monkeypatch.setattr(_solver, "_LINEAR_REGIME_RMS", rms)
+        start = linear.copy()
+        _enter_linear_regime(X, w, start, spec, row_norms(X))
+        _, z = gates_and_experts(X, start, MoESpec(expert="linear"))
+        assert_allclose(np.sqrt((z ** 2).mean(axis=0)).max(), rms)
+        assert_array_equal(start.gate_coef, linear.gate_coef)
+        gap = np.sqrt(np.mean((predict(X, start, spec) - f_linear) ** 2))
+        return start, gap / np.std(f_linear)
+
+    # the remainder of h(0) + h'(0) z is of order 3 for tanh and sigmoid (odd
+    # about 0) and 2 for gelu: the relative gap shrinks like rms^(order - 1)
+    start, gap = linear_regime(0.25)
+    _, half_gap = linear_regime(0.125)
+    assert gap < (0.1 if order == 3 else 1.0)
+    assert_allclose(gap / half_gap, 2.0 ** (order - 1), rtol=0.15)
+    # the start then scales the pre-activations: never a worse objective
+    chosen = initial_params(X, y, w, spec, 3, np.random.default_rng(0))
+
+    def loss(params):
+        return objective(params.to_vector(spec), X, y, w, params.shape, spec)[0]
+
+    assert loss(chosen) <= loss(start)
+
+
+def test_split_worst_expert_splits_the_largest_gated_residual(data):
+    X, y, w = data
+    spec = MoESpec(temperature=0.3)
+    params = initial_params(X, y, w, spec, 2, np.random.default_rng(0))
+    gates, outputs = gates_and_experts(X, params, spec)
+    residual = y - (gates * outputs).sum(axis=1)
+    worst = np.argmax(((residual ** 2)[:, None] * gates).sum(axis=0))
+    split = split_worst_expert(X, y, w, params, spec, np.random.default_rng(1))
+    assert split.shape == (3, 3)
+    other = 1 - worst
+    assert_allclose(split.gate_coef[other], params.gate_coef[other])
+    assert_allclose(split.gate_intercept[[worst, 2]],
+                    params.gate_intercept[worst] - np.log(2))
+
+
+def test_one_expert_of_the_grown_path_is_ridge_regression(data):
+    X, y, w = data
+    alpha = 1e-2
+    spec = MoESpec(alpha=alpha)
+    first, second = grow_path(X, y, w, spec, 2, np.random.default_rng(0))
+    # objective 1/2 mean squared error + alpha/2 |a|^2 = Ridge(alpha n) / n
+    ridge = Ridge(alpha=alpha * len(y)).fit(X, y)
+    assert_allclose(first.params.expert_coef[0], ridge.coef_, rtol=1e-8)
+    assert_allclose(first.params.expert_intercept[0], ridge.intercept_, atol=1e-10)
+    assert second.params.shape == (2, 3)
+    assert second.loss < first.loss
+
+
+def test_fit_from_data_keeps_the_best_of_its_starts(data):
+    from sklearn_cosmoe._solver import N_STARTS
+
+    X, y, w = data
+    spec = MoESpec(temperature=0.3)
+    result = fit_from_data(X, y, w, spec, 3, np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    losses = [fit_least_squares(X, y, w, initial_params(X, y, w, spec, 3, rng,
+                                                       linear_regime=i == 0), spec).loss
+              for i in range(N_STARTS)]
+    assert N_STARTS > 1
+    assert result.loss == min(losses)
+    assert result.converged and result.n_iter >= 1
+
+
+@pytest.mark.parametrize("router,expert,expected", [
+    # router k (d + 1) less 1 + d (linear, perturbed) or 1 + k + max(d - k, 0)
+    # (cosine); experts k (d + 1), plus 2 for a feed-forward output
+    ("perturbed_cosine", "linear", 3 * 4 - 4 + 3 * 4),
+    ("linear", "tanh", 3 * 4 - 4 + 3 * 4 + 2),
+    ("cosine", "linear", 3 * 4 - (1 + 3 + 0) + 3 * 4),
+])
+def test_bic_and_aic_against_the_gaussian_formula(data, router, expert, expected):
+    X, y, _ = data
+    y = 3.0 * y + 1.0
+    reg = CosineMoERegressor(n_experts=3, router=router, expert=expert,
+                             temperature=0.3, random_state=0).fit(X, y)
+    n = len(y)
+    mse = np.mean((y - reg.predict(X)) ** 2)
+    minus_2_log_lik = n * np.log(2 * np.pi * mse) + n
+    p = expected + 1  # and the noise variance
+    assert_allclose(reg.bic(X, y), minus_2_log_lik + p * np.log(n))
+    assert_allclose(reg.aic(X, y), minus_2_log_lik + 2 * p)
+
+
+def test_one_expert_has_no_router_parameters(data):
+    X, y, _ = data
+    for router in ("perturbed_cosine", "cosine", "linear"):
+        reg = CosineMoERegressor(n_experts=1, router=router).fit(X, y)
+        n = len(y)
+        mse = np.mean((y - reg.predict(X)) ** 2)
+        assert_allclose(reg.bic(X, y),
+                        n * np.log(2 * np.pi * mse) + n + (3 + 1 + 1) * np.log(n))
+
+
+def test_top_1_passes_the_n_iter_check():
+    # with one gate per row the router gets no gradient; n_iter_ was 0
+    from sklearn.utils.estimator_checks import check_non_transformer_estimators_n_iter
+
+    reg = CosineMoERegressor(n_experts=2, top_k=1, random_state=0)
+    check_non_transformer_estimators_n_iter("CosineMoERegressor", reg)
+
+
+def test_fit_result_unpacks_as_the_former_tuple(data):
+    X, y, w = data
+    spec = MoESpec()
+    start = initial_params(X, y, w, spec, 2, np.random.default_rng(0))
+    result = fit_least_squares(X, y, w, start, spec, max_iter=2)
+    params, loss, n_iter, converged = result
+    assert (params, loss, n_iter, converged) == (
+        result.params, result.loss, result.n_iter, result.converged)
