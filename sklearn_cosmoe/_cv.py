@@ -14,6 +14,7 @@ from ._estimator import CosineMoERegressor
 from ._experts import EXPERTS
 from ._routers import ROUTERS
 from ._solver import grow_path
+from ._validation import check_numeric_target, check_x_magnitude, standardize_target
 
 
 class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
@@ -169,17 +170,15 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         """
         template = self._mixture(1, temperature, None)
         template._check_params_against_each_other()
-        y_mean = y.mean()
-        y_scale = y.std()
-        if not y_scale > 0:
-            y_scale = 1.0
-        target = (y - y_mean) / y_scale
         weights = np.ones(len(y))
+        target, y_mean, y_scale = standardize_target(y, weights)
         path = grow_path(X, target, weights, template._spec(), self.max_experts, rng,
                          max_iter=self.max_iter, tol=self.tol)
         for k, result in enumerate(path, start=1):
             reg = clone(template).set_params(n_experts=k)
-            reg._set_fitted_params(result.params, y_mean, y_scale)
+            for name, value in reg._fitted_params(result.params, y_mean, y_scale).items():
+                setattr(reg, name, value)
+            reg._fitted_structure = (reg.router, reg.expert)
             reg.n_features_in_ = X.shape[1]
             reg.loss_, reg.n_iter_, reg.converged_ = result.loss, result.n_iter, result.converged
             reg.init_losses_ = np.array([result.loss])
@@ -201,7 +200,9 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         -------
         self : CosineMoERegressorCV
         """
+        check_numeric_target(y)
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64, order="C")
+        check_x_magnitude(X)
         temperatures = np.asarray(self.temperatures, dtype=np.float64).ravel()
         if temperatures.size == 0 or not np.all(temperatures > 0):
             raise ValueError(
