@@ -233,8 +233,9 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                              ensure_non_negative=True)
         total = sample_weight.sum()  # > 0: checked non-negative and not all zero
-        y_mean = sample_weight @ y / total
-        y_scale = np.sqrt(sample_weight @ (y - y_mean) ** 2 / total)
+        # np.sum, not BLAS: its order does not depend on BLAS's thread count
+        y_mean = np.sum(sample_weight * y) / total
+        y_scale = np.sqrt(np.sum(sample_weight * (y - y_mean) ** 2) / total)
         if not y_scale > 0:
             y_scale = 1.0
         target = (y - y_mean) / y_scale

@@ -14,7 +14,6 @@ through weighted sums, so integer weights and repeated rows give the same fit.
 import numpy as np
 from scipy import linalg
 from scipy.optimize import minimize
-from threadpoolctl import threadpool_limits
 
 from . import _kernels
 from ._experts import LINEARISATION
@@ -56,7 +55,7 @@ def initial_params(X, y, sample_weight, spec, n_experts, rng):
     if spec.router == "linear":
         # scores of order +-2 on rows of typical norm
         w = sample_weight / sample_weight.sum()
-        rms = np.sqrt(w @ np.einsum("ij,ij->i", X, X)) or 1.0
+        rms = np.sqrt(np.sum(w * np.einsum("ij,ij->i", X, X))) or 1.0  # no BLAS: fixed order
         gate_coef = centres * (2.0 * spec.temperature / rms)
     elif spec.router == "perturbed_cosine":
         # |u_i| = 3/4, well inside the unit ball
@@ -65,8 +64,7 @@ def initial_params(X, y, sample_weight, spec, n_experts, rng):
         gate_coef = centres
     params = MoEParams(gate_coef, np.zeros(n_experts),
                        np.zeros((n_experts, d)), np.zeros(n_experts))
-    with threadpool_limits(limits=1, user_api="blas"):  # see fit_least_squares
-        update_linear_experts(X, y, sample_weight, params, spec, x_norms)
+    update_linear_experts(X, y, sample_weight, params, spec, x_norms)
     if spec.learns_output_affine:
         # h(z) ~ h(0) + h'(0) z: choose s, c so that the feed-forward experts
         # start as the least-squares linear experts
@@ -139,22 +137,18 @@ def fit_least_squares(X, y, sample_weight, params, spec, *, max_iter=1000,
     params = params.copy()
     x_norms = row_norms(X)
     args = (X, y, sample_weight, shape, spec, x_norms)
-    # the kernels call BLAS from each numba thread on small tiles, and BLAS
-    # threads spin on the optimiser's tiny vector operations: more BLAS
-    # threads would only fight the numba threads
-    with threadpool_limits(limits=1, user_api="blas"):
-        if spec.expert == "linear" and solve_experts_first:
-            update_linear_experts(X, y, sample_weight, params, spec, x_norms)
-        result = minimize(
-            objective, params.to_vector(spec), args=args, jac=True,
-            method="L-BFGS-B",
-            options={"maxiter": max_iter, "ftol": tol, "gtol": tol},
-        )
-        params = MoEParams.from_vector(result.x, shape, spec)
-        loss = result.fun
-        if spec.expert == "linear":
-            update_linear_experts(X, y, sample_weight, params, spec, x_norms)
-            loss = objective(params.to_vector(spec), *args)[0]
+    if spec.expert == "linear" and solve_experts_first:
+        update_linear_experts(X, y, sample_weight, params, spec, x_norms)
+    result = minimize(
+        objective, params.to_vector(spec), args=args, jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": max_iter, "ftol": tol, "gtol": tol},
+    )
+    params = MoEParams.from_vector(result.x, shape, spec)
+    loss = result.fun
+    if spec.expert == "linear":
+        update_linear_experts(X, y, sample_weight, params, spec, x_norms)
+        loss = objective(params.to_vector(spec), *args)[0]
     if verbose:
         print(f"[CosineMoE] {result.nit} L-BFGS iterations, {result.nfev} "
               f"evaluations, objective {loss:.10g}: {result.message}")

@@ -1,0 +1,135 @@
+"""Threads and compilation for the kernels.
+
+Threads: a kernel runs on a range of row blocks and releases the GIL, so a
+small pool of Python threads owned by the package runs the ranges side by
+side; the calling thread takes ranges too.  Waiting threads block, they never
+spin, so a busy machine costs a fit only the cores it does not get.  The
+number of threads follows scikit-learn's convention for its OpenMP code
+(:func:`sklearn.utils._openmp_helpers._openmp_effective_n_threads`): it
+honours ``OMP_NUM_THREADS``, ``threadpoolctl``'s OpenMP limit and the inner
+thread limits of joblib's workers.  Nothing process-wide is changed, the pool
+is made again in a child after ``fork``, and the pool's threads never submit
+work themselves.
+
+Compilation: each kernel has one signature, compiled (or read from numba's
+disk cache) the first time it is needed, with read-only arrays for what it
+only reads, so that writable and read-only inputs (memory-mapped arrays of
+joblib's workers) share one machine code.  A compilation logs one message.
+"""
+
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from numba.core import event
+from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+logger = logging.getLogger("sklearn_cosmoe")
+
+#: Rows below which a kernel runs in the calling thread alone: handing work
+#: to another thread costs tens of microseconds, about what a pass over this
+#: many rows costs at k = 4, d = 10 (see benchmarks/bench_runtime.py).
+SERIAL_ROWS = 4096
+#: Ranges of blocks per thread: the threads take ranges as they finish the
+#: previous one, so a thread slowed by other processes takes fewer.
+_RANGES_PER_THREAD = 4
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _forget_pool():
+    # a forked child has none of the parent's threads: make a new pool on demand
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _get_pool():
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 1) - 1),
+                                           thread_name_prefix="sklearn_cosmoe")
+    return _pool
+
+
+def n_threads(n_samples, n_blk):
+    """Threads for a pass over ``n_samples`` rows in ``n_blk`` blocks."""
+    if n_samples < SERIAL_ROWS or n_blk < 2:
+        return 1
+    return max(1, min(_openmp_effective_n_threads(), n_blk))
+
+
+def run_blocks(kernel, n_blk, n_threads):
+    """Call ``kernel(blk_start, blk_stop)`` on ranges that cover ``range(n_blk)``.
+
+    ``kernel`` must release the GIL and write only the blocks of its range.
+    Returns when every range has run; the first error of any range is raised.
+    """
+    if n_threads <= 1:
+        kernel(0, n_blk)
+        return
+    n_ranges = min(n_blk, _RANGES_PER_THREAD * n_threads)
+    bounds = [n_blk * r // n_ranges for r in range(n_ranges + 1)]
+    ranges = iter(range(n_ranges))
+    lock = threading.Lock()
+
+    def work():
+        while True:
+            with lock:
+                r = next(ranges, None)
+            if r is None:
+                return
+            kernel(bounds[r], bounds[r + 1])
+
+    futures = [_get_pool().submit(work) for _ in range(n_threads - 1)]
+    try:
+        work()
+    finally:
+        for future in futures:  # never leave a thread writing into the arrays
+            future.exception()
+    for future in futures:
+        future.result()
+
+
+class _LogCompilation(event.Listener):
+    logged = False
+
+    def on_start(self, event):
+        if not _LogCompilation.logged:
+            _LogCompilation.logged = True
+            logger.warning(
+                "sklearn_cosmoe: compiling its numba kernels for this machine. This "
+                "happens once: they are cached on disk for later processes."
+            )
+
+    def on_end(self, event):
+        pass
+
+
+_ready = set()
+_compile_lock = threading.Lock()
+
+
+def compiled(dispatcher, signature):
+    """``dispatcher`` with ``signature`` compiled or loaded from the disk cache.
+
+    The first call compiles (logging once per process when numba really
+    compiles); later calls convert their arguments to ``signature`` (a
+    writable array to a read-only one) instead of compiling another version.
+    """
+    if dispatcher not in _ready:
+        with _compile_lock:
+            if dispatcher not in _ready:
+                with event.install_listener("numba:compile", _LogCompilation()):
+                    dispatcher.compile(signature)
+                dispatcher.disable_compile()
+                _ready.add(dispatcher)
+    return dispatcher
