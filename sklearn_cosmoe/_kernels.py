@@ -97,11 +97,10 @@ def _codes(router, expert, tau1, tau2, inv_temp, top_k):
     return int(router), int(expert), float(tau1), float(tau2), float(inv_temp), int(top_k)
 
 
-def _run(dispatcher, signature, n, *args):
-    """Run ``dispatcher(*args, blk_start, blk_stop, n_blk, *outputs)`` over the blocks."""
+def _run(dispatcher, signature, n, inputs, outputs):
+    """Call ``dispatcher(*inputs, blk_start, blk_stop, n_blk, *outputs)`` on ``n`` rows."""
     kernel = compiled(dispatcher, signature)
     n_blk = n_blocks(n)
-    *inputs, outputs = args
     run_blocks(lambda start, stop: kernel(*inputs, start, stop, n_blk, *outputs),
                n_blk, n_threads(n, n_blk))
 
@@ -126,7 +125,7 @@ def row_norms(X):
     """
     X = _matrix("X", X)
     norms = np.empty(X.shape[0])
-    _run(_jit_tiles.row_norms, _SIG_ROW_NORMS, X.shape[0], X, (norms,))
+    _run(_jit_tiles.row_norms, _SIG_ROW_NORMS, X.shape[0], (X,), (norms,))
     return norms
 
 
@@ -145,7 +144,7 @@ def gates_and_experts(X, x_norms, gate_coef, gate_intercept, expert_coef,
     k = params[0].shape[0]
     gates = np.empty((n, k))
     outputs = np.empty((n, k))
-    _run(_jit_tiles.gates_and_experts, _SIG_GATES, n, X, x_norms, *params, *codes,
+    _run(_jit_tiles.gates_and_experts, _SIG_GATES, n, (X, x_norms, *params, *codes),
          (gates, outputs))
     return gates, outputs
 
@@ -170,9 +169,9 @@ def loss_and_gradient(X, x_norms, y, sample_weight, gate_coef, gate_intercept,
     codes = _codes(router, expert, tau1, tau2, inv_temp, top_k)
     k, d = params[0].shape
     partial = np.empty((n_blocks(n), 2 * k * d + 2 * k + 4))
-    _run(_jit_loss.loss_blocks, _SIG_LOSS, n, X, x_norms, y, sample_weight, *params,
-         float(output_scale), float(output_intercept), *codes, tile_rows(k, d),
-         (partial,))
+    inputs = (X, x_norms, y, sample_weight, *params, float(output_scale),
+              float(output_intercept), *codes, tile_rows(k, d))
+    _run(_jit_loss.loss_blocks, _SIG_LOSS, n, inputs, (partial,))
     grad = np.empty(2 * k * d + 2 * k + 2)
     finish = compiled(_jit_loss.loss_finish, _SIG_FINISH)
     loss, total_weight = finish(partial, params[0], codes[0], codes[2], grad)
@@ -195,8 +194,8 @@ def direction_cluster_sums(X, x_norms, sample_weight, centres):
     sample_weight = _vector("sample_weight", sample_weight, n)
     centres = _matrix("centres", centres, n_cols=d)
     partial = np.empty((n_blocks(n), centres.shape[0], d))
-    _run(_jit_tiles.direction_cluster_sums, _SIG_CLUSTERS, n, X, x_norms,
-         sample_weight, centres, (partial,))
+    _run(_jit_tiles.direction_cluster_sums, _SIG_CLUSTERS, n,
+         (X, x_norms, sample_weight, centres), (partial,))
     sums = partial[0].copy()
     for block_sums in partial[1:]:
         sums += block_sums

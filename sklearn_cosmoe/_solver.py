@@ -18,6 +18,7 @@ from scipy.optimize import minimize
 from . import _kernels
 from ._experts import LINEARISATION
 from ._model import MoEParams, gates_and_experts, objective, row_norms
+from ._parallel import single_threaded_blas
 
 _KMEANS_ITER = 10
 
@@ -139,11 +140,12 @@ def fit_least_squares(X, y, sample_weight, params, spec, *, max_iter=1000,
     args = (X, y, sample_weight, shape, spec, x_norms)
     if spec.expert == "linear" and solve_experts_first:
         update_linear_experts(X, y, sample_weight, params, spec, x_norms)
-    result = minimize(
-        objective, params.to_vector(spec), args=args, jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": max_iter, "ftol": tol, "gtol": tol},
-    )
+    with single_threaded_blas():  # BLAS threads spin on L-BFGS-B's tiny operations
+        result = minimize(
+            objective, params.to_vector(spec), args=args, jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": max_iter, "ftol": tol, "gtol": tol},
+        )
     params = MoEParams.from_vector(result.x, shape, spec)
     loss = result.fun
     if spec.expert == "linear":

@@ -57,9 +57,14 @@ def test_fork_pool_after_a_fit(data):
     assert_array_equal(results[1], expected[::-1])
 
 
+def _blas_threads():
+    return [(info["filepath"], info["num_threads"]) for info in threadpool_info()]
+
+
 def test_threads_fit_and_predict_concurrently(data):
     """Four threads: two predict with a shared estimator, two fit their own."""
     X, y = data
+    blas_before = _blas_threads()
     shared = _fit(X, y)
     expected_predict = shared.predict(X)
     expected_fit = _fit(X, y, seed=1).predict(X)
@@ -75,22 +80,35 @@ def test_threads_fit_and_predict_concurrently(data):
         results = [future.result(timeout=300) for future in futures]
     for result, expected in zip(results, [expected_predict, expected_fit] * 2):
         assert_array_equal(result, expected)
+    assert _blas_threads() == blas_before
+
+
+def test_overlapping_blas_limits_restore_the_first_setting():
+    """Fits in two threads that start and end in any order restore BLAS's threads."""
+    def blas():
+        return [info["num_threads"] for info in threadpool_info()
+                if info["user_api"] == "blas"]
+
+    before = blas()
+    first, second = _parallel.single_threaded_blas(), _parallel.single_threaded_blas()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert blas() == [1] * len(before)  # the second fit is still running
+    second.__exit__(None, None, None)
+    assert blas() == before
 
 
 def test_no_thread_setting_is_left_changed(data):
     X, y = data
-
-    def threads():
-        return [(info["filepath"], info["num_threads"]) for info in threadpool_info()]
-
-    before = threads()
+    before = _blas_threads()
     _fit(X, y).predict(X)
-    assert threads() == before
+    assert _blas_threads() == before
     with threadpool_limits(limits=1, user_api="blas"):
-        limited = threads()
+        limited = _blas_threads()
         _fit(X, y).predict(X)
-        assert threads() == limited
-    assert threads() == before
+        assert _blas_threads() == limited
+    assert _blas_threads() == before
 
 
 def test_threads_follow_the_openmp_limit():
