@@ -1,31 +1,42 @@
-"""Numba code of the fused loss and gradient: one partial per row block, then the sum.
+"""Numba code of the forward pass and of the fused loss and gradient.
 
-:func:`loss_blocks` writes, for each block of its range, the block's sums
-into one row of ``partial``; :func:`loss_finish` adds the rows in block order
-and applies the chain rule of the cosine router's normalisation.  The layout
-of a row is the gradient's, ``[gate_coef (k*d, row major), gate_intercept (k),
-expert_coef (k*d), expert_intercept (k), output_scale, output_intercept]``,
-followed by the block's sum of ``w r^2 / 2`` and of the weights.
+:func:`forward_blocks` runs the router and the experts on the rows of its
+blocks and then either writes their gates and outputs or, with
+``with_loss``, adds up the loss and the gradient: one function, so that the
+forward code is compiled once for ``predict`` and the fit (the largest part of
+the first compilation).  With ``with_loss`` it writes, for each block of its
+range, the block's sums into one row of ``partial``; :func:`loss_finish` adds
+the rows in block order and applies the chain rule of the cosine router's
+normalisation.  The layout of a row is the gradient's, ``[gate_coef (k*d, row
+major), gate_intercept (k), expert_coef (k*d), expert_intercept (k),
+output_scale, output_intercept]``, followed by the block's sum of
+``w r^2 / 2`` and of the weights.
 """
 
 import numpy as np
 from numba import njit
 
 from ._jit_tiles import (EXPERT_LINEAR, JIT, ROUTER_LINEAR, TILE, block_bounds,
-                         gate_inverse_norms, stacked_coef, tile_forward,
+                         gate_inverse_norms, stacked_coef, tile_dots, tile_forward,
                          tile_scratch)
 
 
 @njit(**JIT)
-def loss_blocks(X, x_norms, y, sample_weight, gate_coef, gate_intercept, expert_coef,
-                expert_intercept, output_scale, output_intercept, router, expert, tau1,
-                tau2, inv_temp, top_k, tile, blk_start, blk_stop, n_blk, partial):
-    """Sums of the loss, the weights and the gradient (``q_i`` held fixed) per block.
+def forward_blocks(X, x_norms, y, sample_weight, gate_coef, gate_intercept, expert_coef,
+                   expert_intercept, output_scale, output_intercept, router, expert, tau1,
+                   tau2, inv_temp, top_k, tile, with_loss, blk_start, blk_stop, n_blk,
+                   gates, outputs, partial):
+    """Gates and outputs, or sums of the loss, the weights and the gradient, per block.
 
-    Rows go through in tiles of ``tile <= TILE`` rows.  No ``(n, k, d)``
+    Without ``with_loss``: ``gates`` and ``outputs`` (``n, k``) get the rows of
+    the blocks, each row's dot products summed in feature order
+    (:func:`tile_dots`); ``y``, ``sample_weight``, ``output_*``, ``tile`` and
+    ``partial`` are not used.  With ``with_loss``: ``partial`` gets one row per
+    block (module docstring), the rows go through in tiles of ``tile <= TILE``
+    rows, and ``gates`` and ``outputs`` are not used.  No ``(n, k, d)``
     temporary is formed: per tile, the gradients with respect to the rows of
-    ``W = [gate_coef; expert_coef]`` are one matrix product of the
-    ``(2k, m)`` per-row derivatives with the tile of ``X``.
+    ``W = [gate_coef; expert_coef]`` are one matrix product of the ``(2k, m)``
+    per-row derivatives with the tile of ``X``.
     """
     n, d = X.shape
     k = gate_coef.shape[0]
@@ -41,6 +52,9 @@ def loss_blocks(X, x_norms, y, sample_weight, gate_coef, gate_intercept, expert_
     W = stacked_coef(gate_coef, expert_coef)
     scratch = tile_scratch(k)
     z_buf = np.empty(2 * k * TILE)
+    XT = np.empty((0 if with_loss else d, TILE))
+    if not with_loss:
+        tile = TILE
     g_buf = np.empty(2 * k * TILE)
     mix = np.empty(TILE)
     delta = np.empty(TILE)
@@ -61,10 +75,19 @@ def loss_blocks(X, x_norms, y, sample_weight, gate_coef, gate_intercept, expert_
             m = min(tile, stop - t0)
             Xt = X[t0:t0 + m]
             Z = z_buf[:2 * k * m].reshape((2 * k, m))
-            np.dot(W, Xt.T, Z)
+            if with_loss:
+                np.dot(W, Xt.T, Z)
+            else:
+                tile_dots(X, t0, m, W, XT, Z)
             E, dH, inv_c, inv_sum = tile_forward(
                 Z, t0, m, x_norms, gate_intercept, inv_q, expert_intercept, router,
                 expert, tau2, inv_temp, top_k, scratch)
+            if not with_loss:
+                for t in range(m):
+                    for i in range(k):
+                        gates[t0 + t, i] = E[i, t] * inv_sum[t]
+                        outputs[t0 + t, i] = Z[k + i, t]
+                continue
             G = g_buf[:2 * k * m].reshape((2 * k, m))
             for t in range(m):
                 mix[t] = 0.0
@@ -116,6 +139,8 @@ def loss_blocks(X, x_norms, y, sample_weight, gate_coef, gate_intercept, expert_
             for a in range(2 * k):
                 for j in range(d):
                     grad_w[a, j] += tile_grad_w[a, j]
+        if not with_loss:
+            continue
         part = partial[blk]
         for i in range(k):
             for j in range(d):

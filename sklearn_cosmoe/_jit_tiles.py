@@ -1,5 +1,6 @@
 """Numba code of the kernels: the forward pass on a tile of rows, and the passes
-over row blocks that need no gradient.
+over row blocks other than the forward pass and the loss (in
+:mod:`sklearn_cosmoe._jit_loss`).
 
 Everything here is a serial function compiled with ``nogil=True`` that works on
 a range of row blocks ``[blk_start, blk_stop)`` of ``n_blk`` blocks
@@ -340,33 +341,6 @@ def row_norms(X, blk_start, blk_stop, n_blk, norms):
         start, stop = block_bounds(blk, n, n_blk)
         for row in range(start, stop):
             norms[row] = row_norm(X, row)
-
-
-@njit(**JIT)
-def gates_and_experts(X, x_norms, gate_coef, gate_intercept, expert_coef,
-                      expert_intercept, router, expert, tau1, tau2, inv_temp, top_k,
-                      blk_start, blk_stop, n_blk, gates, outputs):
-    """Gates and expert outputs ``(n, k)`` of the rows of the blocks."""
-    n, d = X.shape
-    k = gate_coef.shape[0]
-    inv_q, _ = gate_inverse_norms(gate_coef, router, tau1)
-    W = stacked_coef(gate_coef, expert_coef)
-    scratch = tile_scratch(k)
-    XT = np.empty((d, TILE))
-    z_buf = np.empty(2 * k * TILE)
-    for blk in range(blk_start, blk_stop):
-        start, stop = block_bounds(blk, n, n_blk)
-        for t0 in range(start, stop, TILE):
-            m = min(TILE, stop - t0)
-            Z = z_buf[:2 * k * m].reshape((2 * k, m))
-            tile_dots(X, t0, m, W, XT, Z)
-            E, _, _, inv_sum = tile_forward(
-                Z, t0, m, x_norms, gate_intercept, inv_q, expert_intercept, router,
-                expert, tau2, inv_temp, top_k, scratch)
-            for t in range(m):
-                for i in range(k):
-                    gates[t0 + t, i] = E[i, t] * inv_sum[t]
-                    outputs[t0 + t, i] = Z[k + i, t]
 
 
 @njit(**JIT)

@@ -41,9 +41,8 @@ _PARAMS = (_IN2, _IN1, _IN2, _IN1)
 _CODES = (_I, _I, _F, _F, _F, _I)
 _BLOCKS = (_I, _I, _I)
 _SIG_ROW_NORMS = types.void(_IN2, *_BLOCKS, _OUT1)
-_SIG_GATES = types.void(_IN2, _IN1, *_PARAMS, *_CODES, *_BLOCKS, _OUT2, _OUT2)
-_SIG_LOSS = types.void(_IN2, _IN1, _IN1, _IN1, *_PARAMS, _F, _F, *_CODES, _I, *_BLOCKS,
-                       _OUT2)
+_SIG_FORWARD = types.void(_IN2, _IN1, _IN1, _IN1, *_PARAMS, _F, _F, *_CODES, _I,
+                          types.boolean, *_BLOCKS, _OUT2, _OUT2, _OUT2)
 # BLAS (OpenBLAS) runs a matrix product in the calling thread below about
 # 2**18 multiply-adds: the loss kernel's tiles stay below half that
 _TILE_PRODUCT = 2**17
@@ -144,8 +143,10 @@ def gates_and_experts(X, x_norms, gate_coef, gate_intercept, expert_coef,
     k = params[0].shape[0]
     gates = np.empty((n, k))
     outputs = np.empty((n, k))
-    _run(_jit_tiles.gates_and_experts, _SIG_GATES, n, (X, x_norms, *params, *codes),
-         (gates, outputs))
+    unused = np.empty(0)
+    inputs = (X, x_norms, unused, unused, *params, 1.0, 0.0, *codes, TILE, False)
+    _run(_jit_loss.forward_blocks, _SIG_FORWARD, n, inputs,
+         (gates, outputs, np.empty((0, 0))))
     return gates, outputs
 
 
@@ -170,8 +171,9 @@ def loss_and_gradient(X, x_norms, y, sample_weight, gate_coef, gate_intercept,
     k, d = params[0].shape
     partial = np.empty((n_blocks(n), 2 * k * d + 2 * k + 4))
     inputs = (X, x_norms, y, sample_weight, *params, float(output_scale),
-              float(output_intercept), *codes, tile_rows(k, d))
-    _run(_jit_loss.loss_blocks, _SIG_LOSS, n, inputs, (partial,))
+              float(output_intercept), *codes, tile_rows(k, d), True)
+    unused = np.empty((0, 0))
+    _run(_jit_loss.forward_blocks, _SIG_FORWARD, n, inputs, (unused, unused, partial))
     grad = np.empty(2 * k * d + 2 * k + 2)
     finish = compiled(_jit_loss.loss_finish, _SIG_FINISH)
     loss, total_weight = finish(partial, params[0], codes[0], codes[2], grad)

@@ -151,9 +151,9 @@ def test_read_only_fortran_and_float32_inputs_need_no_new_compilation(data):
     reg32 = _fit(X.astype(np.float32), y)
     reg32.predict(frozen)
     _fit(frozen, y)
-    for kernel in (_jit_tiles.row_norms, _jit_tiles.gates_and_experts,
-                   _jit_tiles.direction_cluster_sums, _jit_tiles.gated_features,
-                   _jit_loss.loss_blocks, _jit_loss.loss_finish):
+    for kernel in (_jit_tiles.row_norms, _jit_tiles.direction_cluster_sums,
+                   _jit_tiles.gated_features, _jit_loss.forward_blocks,
+                   _jit_loss.loss_finish):
         assert len(kernel.overloads) == 1, kernel
 
 
