@@ -69,8 +69,8 @@ def forward_blocks(X, x_norms, y, sample_weight, gate_coef, gate_intercept, expe
     sums = np.empty(2 * k + 4)
     for blk in range(blk_start, blk_stop):
         start, stop = block_bounds(blk, n, n_blk)
-        lanes[:] = 0.0
-        grad_w[:] = 0.0
+        lanes.fill(0.0)
+        grad_w.fill(0.0)
         for t0 in range(start, stop, tile):
             m = min(tile, stop - t0)
             Xt = X[t0:t0 + m]
@@ -151,8 +151,9 @@ def forward_blocks(X, x_norms, y, sample_weight, gate_coef, gate_intercept, expe
             for t in range(TILE):
                 acc += lanes[a, t]
             sums[a] = acc
-        part[off_b0:off_b0 + k] = sums[:k]
-        part[off_b:off_b + k] = sums[k:2 * k]
+        for i in range(k):
+            part[off_b0 + i] = sums[i]
+            part[off_b + i] = sums[k + i]
         part[off_s] = sums[2 * k + 1]
         part[off_c] = sums[2 * k + 2]
         part[off_c + 1] = 0.5 * sums[2 * k]

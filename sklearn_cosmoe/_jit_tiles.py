@@ -292,12 +292,13 @@ def tile_forward(Z, t0, m, x_norms, gate_intercept, inv_q, expert_intercept, rou
     for i in range(k):
         h = Z[k + i]
         bias = expert_intercept[i]
-        for t in range(m):
-            h[t] += bias
-        if expert != EXPERT_LINEAR:
+        if expert == EXPERT_LINEAR:
+            for t in range(m):
+                h[t] += bias
+        else:
             dh = dH[i]
             for t in range(m):
-                h[t], dh[t] = activation(h[t], expert)
+                h[t], dh[t] = activation(h[t] + bias, expert)
     if top_k <= 0 or top_k >= k:
         # E <- exp(scores - max); inv_sum <- 1 / sum_i E
         for t in range(m):
@@ -356,7 +357,7 @@ def direction_cluster_sums(X, x_norms, sample_weight, centres, blk_start, blk_st
     for blk in range(blk_start, blk_stop):
         start, stop = block_bounds(blk, n, n_blk)
         sums = partial[blk]
-        sums[:] = 0.0
+        sums.fill(0.0)
         for row in range(start, stop):
             if x_norms[row] == 0.0:
                 continue
