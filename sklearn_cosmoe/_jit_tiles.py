@@ -59,7 +59,7 @@ JIT = dict(nogil=True, cache=True, fastmath={"contract"}, error_model="numpy")
 INLINE = dict(inline="always", **JIT)
 
 
-@njit(**INLINE)
+@njit(**JIT)
 def block_bounds(block, n_samples, n_blk):
     """Rows ``[start, stop)`` of ``block`` out of ``n_blk`` equal blocks."""
     size = (n_samples + n_blk - 1) // n_blk
@@ -67,7 +67,7 @@ def block_bounds(block, n_samples, n_blk):
     return start, min(start + size, n_samples)
 
 
-@njit(**INLINE)
+@njit(**JIT)
 def activation(z, expert):
     """Expert activation ``h(z)`` and its derivative ``h'(z)``."""
     if expert == EXPERT_LINEAR:
@@ -88,7 +88,7 @@ def activation(z, expert):
     return z * cdf, cdf + z * _INV_SQRT_2PI * math.exp(-0.5 * z * z)
 
 
-@njit(**INLINE)
+@njit(**JIT)
 def row_norm(A, row):
     """Euclidean norm of ``A[row]``, summed in column order."""
     sq = 0.0
@@ -97,7 +97,7 @@ def row_norm(A, row):
     return math.sqrt(sq)
 
 
-@njit(**INLINE)
+@njit(**JIT)
 def gate_inverse_norms(gate_coef, router, tau1):
     """``1 / (|beta1_i| + tau1)`` per expert (0 where that is 0) and ``|beta1_i|``."""
     k = gate_coef.shape[0]
@@ -142,7 +142,7 @@ def _bits_float(typingctx, bits):
     return types.float64(types.int64), codegen
 
 
-@njit(**INLINE)
+@njit(**JIT)
 def exp_nonpositive(x):
     """``exp(x)`` for ``x <= 0``, flushed to 0 below ``-708``; NaN gives NaN.
 
@@ -172,7 +172,7 @@ def exp_nonpositive(x):
     return 0.0 if below else p * two_n
 
 
-@njit(**INLINE)
+@njit(**JIT)
 def softmax_top_k(scores, top_k, gates):
     """Write the softmax over the ``top_k`` largest ``scores`` into ``gates``.
 

@@ -7,9 +7,10 @@ spin, so a busy machine costs a fit only the cores it does not get.  The
 number of threads follows scikit-learn's convention for its OpenMP code
 (:func:`sklearn.utils._openmp_helpers._openmp_effective_n_threads`): it
 honours ``OMP_NUM_THREADS``, ``threadpoolctl``'s OpenMP limit and the inner
-thread limits of joblib's workers.  Nothing process-wide is changed, the pool
-is made again in a child after ``fork``, and the pool's threads never submit
-work themselves.
+thread limits of joblib's workers.  The pool is made again in a child after
+``fork``, and the pool's threads never submit work themselves.  The only
+process-wide setting touched is BLAS's thread count, held to one while a
+fit's optimiser runs (:func:`single_threaded_blas`) and then restored.
 
 Compilation: each kernel has one signature, compiled (or read from numba's
 disk cache) the first time it is needed, with read-only arrays for what it
@@ -30,8 +31,9 @@ from threadpoolctl import threadpool_limits
 logger = logging.getLogger("sklearn_cosmoe")
 
 #: Rows below which a kernel runs in the calling thread alone: handing work
-#: to another thread costs tens of microseconds, about what a pass over this
-#: many rows costs at k = 4, d = 10 (see benchmarks/bench_runtime.py).
+#: to another thread costs tens of microseconds, and below this size a second
+#: thread gained less than 10% per evaluation at k = 4, d = 10 (the
+#: ``threads`` part of benchmarks/bench_runtime.py).
 SERIAL_ROWS = 4096
 #: Ranges of blocks per thread: the threads take ranges as they finish the
 #: previous one, so a thread slowed by other processes takes fewer.
