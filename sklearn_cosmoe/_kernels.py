@@ -29,6 +29,9 @@ from ._parallel import compiled, n_threads, run_blocks
 
 _MIN_BLOCK = 512
 _MAX_BLOCKS = 64
+# BLAS (OpenBLAS) runs a matrix product in the calling thread below about
+# 2**18 multiply-adds: the loss kernel's tiles stay below half that
+_TILE_PRODUCT = 2**17
 
 # signatures: read-only arrays for inputs, writable ones for outputs
 _IN1 = types.Array(types.float64, 1, "C", readonly=True)
@@ -43,9 +46,6 @@ _BLOCKS = (_I, _I, _I)
 _SIG_ROW_NORMS = types.void(_IN2, *_BLOCKS, _OUT1)
 _SIG_FORWARD = types.void(_IN2, _IN1, _IN1, _IN1, *_PARAMS, _F, _F, *_CODES, _I,
                           types.boolean, *_BLOCKS, _OUT2, _OUT2, _OUT2)
-# BLAS (OpenBLAS) runs a matrix product in the calling thread below about
-# 2**18 multiply-adds: the loss kernel's tiles stay below half that
-_TILE_PRODUCT = 2**17
 _SIG_FINISH = types.UniTuple(_F, 2)(_IN2, _IN2, _I, _F, _OUT1)
 _SIG_CLUSTERS = types.void(_IN2, _IN1, _IN1, _IN2, *_BLOCKS, _OUT3)
 _SIG_FEATURES = types.void(_IN2, _IN1, _IN1, _IN2, _I, _I, _OUT2, _OUT1)

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 
 from numba.core import event
 from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 logger = logging.getLogger("sklearn_cosmoe")
 
@@ -45,6 +45,7 @@ _compile_lock = threading.Lock()
 _blas_lock = threading.Lock()
 _blas_users = 0
 _blas_limiter = None
+_blas_controller = None  # made once: finding the loaded libraries takes milliseconds
 
 
 def _after_fork_in_child():
@@ -123,11 +124,15 @@ def single_threaded_blas():
     first of any concurrent blocks starts and the previous one restored when
     the last ends, so overlapping fits in several threads cannot leave it
     changed (``threadpool_limits`` entered from several threads would).
+    The BLAS libraries are those loaded at the first fit (scipy's and
+    NumPy's are).
     """
-    global _blas_users, _blas_limiter
+    global _blas_users, _blas_limiter, _blas_controller
     with _blas_lock:
         if _blas_users == 0:
-            _blas_limiter = threadpool_limits(limits=1, user_api="blas")
+            if _blas_controller is None:
+                _blas_controller = ThreadpoolController()
+            _blas_limiter = _blas_controller.limit(limits=1, user_api="blas")
         _blas_users += 1
     try:
         yield
