@@ -3,10 +3,13 @@
 One run measures, each in the same way (the median of ``--repeat`` timed runs,
 wall clock, after one untimed run unless the first run is what is measured):
 
+* ``capacity``: how many cores this session gets (two spinning processes
+  against one); with autogroup scheduling on a shared machine, the script
+  and its joblib workers share one session's part of the CPU;
 * ``busy``: ``CosineMoERegressor.fit`` at n = 1e3, 1e4, 1e5 (d = 10, k = 4),
   on the machine as it is, then beside two busy processes (pure-Python
-  loops, one per core of a 2-core machine) that the script starts and stops
-  itself; ratio busy / quiet (goal <= 2x);
+  loops in sessions of their own, one per core of a 2-core machine) that the
+  script starts and stops itself; ratio busy / quiet (goal <= 2x);
 * ``threads``: one loss + gradient evaluation on 1 thread and on 2, at sizes
   around the package's serial threshold (``_parallel.SERIAL_ROWS``);
 * ``cold``: the first fit (300 x 4 rows) in a fresh process with an empty
@@ -42,7 +45,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-PARTS = ("busy", "threads", "cold", "search", "memory")
+PARTS = ("capacity", "busy", "threads", "cold", "search", "memory")
 
 
 def git_describe():
@@ -77,13 +80,18 @@ def run_child(code, **env):
 
 
 class BusyProcesses:
-    """``n`` processes that keep one core each busy, stopped on exit."""
+    """``n`` processes that keep one core each busy, stopped on exit.
+
+    Each starts a session of its own, like another program on the machine:
+    Linux's autogroup scheduling shares the CPU between sessions first.
+    """
 
     def __init__(self, n):
         self.n = n
 
     def __enter__(self):
-        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                                       start_new_session=True)
                       for _ in range(self.n)]
         time.sleep(0.5)
         return self
@@ -92,6 +100,28 @@ class BusyProcesses:
         for proc in self.procs:
             proc.kill()
             proc.wait()
+
+
+_SPIN = "import time\nt = time.perf_counter()\nfor i in range(5_000_000): pass\nprint(time.perf_counter() - t)"
+
+
+def bench_capacity():
+    """Cores this session gets: one spinning process against two at once.
+
+    On a shared machine with autogroup scheduling, processes of one session
+    (this script and its joblib workers) share one session's part of the CPU,
+    so ``GridSearchCV(n_jobs=2)`` can gain at most this factor.
+    """
+    def spin(n):
+        procs = [subprocess.Popen([sys.executable, "-c", _SPIN], stdout=subprocess.PIPE,
+                                  text=True) for _ in range(n)]
+        return statistics.mean(float(proc.communicate()[0]) for proc in procs)
+
+    one, two = spin(1), spin(2)
+    result = {"one_s": one, "two_s": two, "cores": 2 * one / two}
+    print(f"capacity: a spinning process takes {one:.2f} s alone, {two:.2f} s two at "
+          f"once: this session gets {2 * one / two:.2f} cores", flush=True)
+    return result
 
 
 def model_data(n, d, k, seed=0):
@@ -239,6 +269,10 @@ def write_markdown(path, results):
              f"`{results['command']}`; load average at the start "
              f"{results['load_start']}, at the end {results['load_end']}; "
              f"{os.cpu_count()} CPUs.", ""]
+    if "capacity" in results:
+        c = results["capacity"]
+        lines += [f"Cores this session got (two spinning processes against one): "
+                  f"{c['cores']:.2f}.", ""]
     if "busy" in results:
         lines += ["## Fit beside two busy processes (d = 10, k = 4)", "",
                   "| n | quiet | busy | busy / quiet |", "|---|---|---|---|"]
@@ -291,7 +325,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     results = {"git": revision, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                "load_start": os.getloadavg()[0]}
-    parts = {"busy": lambda: bench_busy(args.repeat),
+    parts = {"capacity": bench_capacity, "busy": lambda: bench_busy(args.repeat),
              "threads": lambda: bench_threads(args.repeat),
              "cold": bench_cold, "search": bench_search, "memory": bench_memory}
     for name, run in parts.items():
