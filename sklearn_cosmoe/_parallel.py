@@ -85,32 +85,45 @@ def run_blocks(kernel, n_blk, n_threads):
     """Call ``kernel(blk_start, blk_stop)`` on ranges that cover ``range(n_blk)``.
 
     ``kernel`` must release the GIL and write only the blocks of its range.
-    Returns when every range has run; the first error of any range is raised.
+    The calling thread and ``n_threads - 1`` threads of the pool take ranges
+    until none is left; the call returns when every range has run, without
+    waiting for a pool thread that has not started one (on a busy machine it
+    may not get a core for a while).  The first error of any range is raised.
     """
     if n_threads <= 1:
         kernel(0, n_blk)
         return
     n_ranges = min(n_blk, _RANGES_PER_THREAD * n_threads)
     bounds = [n_blk * r // n_ranges for r in range(n_ranges + 1)]
-    ranges = iter(range(n_ranges))
     lock = threading.Lock()
+    all_done = threading.Event()
+    state = {"next": 0, "done": 0}
+    errors = []
 
     def work():
         while True:
             with lock:
-                r = next(ranges, None)
-            if r is None:
-                return
-            kernel(bounds[r], bounds[r + 1])
+                r = state["next"]
+                if r == n_ranges:
+                    return
+                state["next"] = r + 1
+            try:
+                kernel(bounds[r], bounds[r + 1])
+            except BaseException as error:  # raised in the calling thread
+                errors.append(error)
+            finally:
+                with lock:
+                    state["done"] += 1
+                    if state["done"] == n_ranges:
+                        all_done.set()
 
-    futures = [_get_pool().submit(work) for _ in range(n_threads - 1)]
-    try:
-        work()
-    finally:
-        for future in futures:  # never leave a thread writing into the arrays
-            future.exception()
-    for future in futures:
-        future.result()
+    pool = _get_pool()
+    for _ in range(n_threads - 1):
+        pool.submit(work)
+    work()
+    all_done.wait()  # every range has run: no thread writes into the arrays any more
+    if errors:
+        raise errors[0]
 
 
 @contextmanager
