@@ -267,7 +267,7 @@ def bench_memory():
 def write_markdown(path, results):
     lines = [f"# Runtime benchmark at {results['git']}", "",
              f"`{results['command']}`; load average at the start "
-             f"{results['load_start']}, at the end {results['load_end']}; "
+             f"{results['load_start']:.1f}, at the end {results['load_end']:.1f}; "
              f"{os.cpu_count()} CPUs.", ""]
     if "capacity" in results:
         c = results["capacity"]

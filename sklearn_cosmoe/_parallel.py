@@ -30,10 +30,11 @@ from threadpoolctl import ThreadpoolController
 
 logger = logging.getLogger("sklearn_cosmoe")
 
-#: Rows below which a kernel runs in the calling thread alone: handing work
-#: to another thread costs tens of microseconds, and below this size a second
-#: thread gained less than 10% per evaluation at k = 4, d = 10 (the
-#: ``threads`` part of benchmarks/bench_runtime.py).
+#: Rows below which a kernel runs in the calling thread alone.  Handing work
+#: to another thread costs tens of microseconds; one evaluation of 4000 rows
+#: took 150-380 us on one core at k = 4, d = 10 on a shared 2-core machine,
+#: where 1 and 2 threads could not be told apart.  The ``threads`` part of
+#: benchmarks/bench_runtime.py measures it again on a quieter machine.
 SERIAL_ROWS = 4096
 #: Ranges of blocks per thread: the threads take ranges as they finish the
 #: previous one, so a thread slowed by other processes takes fewer.
