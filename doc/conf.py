@@ -13,13 +13,6 @@ import re
 import sys
 from pathlib import Path
 
-# The gallery runs numba kernels (numba's OpenMP runtime) and scikit-learn's
-# HistGradientBoosting (scikit-learn's own OpenMP runtime) in one process.
-# With the default active waiting, the idle threads of each runtime spin and
-# starve the other (example 6 ran 8x slower on 2 cores).  Passive waiting
-# changes no result.  Must be set before either runtime is loaded.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the package, when it is not installed
 

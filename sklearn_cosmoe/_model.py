@@ -113,7 +113,12 @@ class MoEParams:
 
 def row_norms(X):
     """Euclidean norm of each row of ``X``, for the ``x_norms`` arguments below."""
-    return _kernels.row_norms(np.ascontiguousarray(X, dtype=np.float64))
+    return _kernels.row_norms(X)
+
+
+def _param_arrays(params):
+    return (params.gate_coef, params.gate_intercept, params.expert_coef,
+            params.expert_intercept)
 
 
 def gates_and_experts(X, params, spec, x_norms=None):
@@ -124,15 +129,8 @@ def gates_and_experts(X, params, spec, x_norms=None):
     X = np.ascontiguousarray(X, dtype=np.float64)
     if x_norms is None:
         x_norms = _kernels.row_norms(X)
-    n = X.shape[0]
-    k = params.shape[0]
-    gates = np.empty((n, k))
-    outputs = np.empty((n, k))
-    _kernels.gates_and_experts(
-        X, x_norms, params.gate_coef, params.gate_intercept, params.expert_coef,
-        params.expert_intercept, *spec.kernel_args(), gates, outputs,
-    )
-    return gates, outputs
+    return _kernels.gates_and_experts(X, x_norms, *_param_arrays(params),
+                                      *spec.kernel_args())
 
 
 def predict(X, params, spec):
@@ -153,13 +151,17 @@ def objective(theta, X, y, sample_weight, shape, spec, x_norms=None):
     X = np.ascontiguousarray(X, dtype=np.float64)
     if x_norms is None:
         x_norms = _kernels.row_norms(X)
-    params = MoEParams.from_vector(theta, shape, spec)
     k, d = shape
-    grad = np.empty(2 * k * d + 2 * k + 2)
-    loss = _kernels.loss_and_gradient(
-        X, x_norms, y, sample_weight, params.gate_coef, params.gate_intercept,
-        params.expert_coef, params.expert_intercept, float(params.output_scale),
-        float(params.output_intercept), *spec.kernel_args(), grad,
+    theta = np.asarray(theta, dtype=np.float64)
+    size = 2 * k * d + 2 * k + (2 if spec.learns_output_affine else 0)
+    if theta.shape != (size,):
+        raise ValueError(f"theta has shape {theta.shape}; expected ({size},) for "
+                         f"shape={shape}.")
+    params = MoEParams.from_vector(theta, shape, spec)
+    loss, grad = _kernels.loss_and_gradient(
+        X, x_norms, y, sample_weight, *_param_arrays(params),
+        float(params.output_scale), float(params.output_intercept),
+        *spec.kernel_args(),
     )
     if spec.alpha > 0:
         a = spec.alpha

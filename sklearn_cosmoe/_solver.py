@@ -21,11 +21,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import linalg
 from scipy.optimize import minimize
-from threadpoolctl import threadpool_limits
 
 from . import _kernels
 from ._experts import LINEARISATION
 from ._model import MoEParams, gates_and_experts, objective, row_norms
+from ._parallel import single_threaded_blas
 
 _KMEANS_ITER = 10
 # k-means starts of the default fit, each fitted to convergence
@@ -89,7 +89,7 @@ def _gate_length(X, sample_weight, spec):
     if spec.router == "linear":
         # scores of order +-2 on rows of typical norm
         w = sample_weight / sample_weight.sum()
-        rms = math.sqrt(w @ np.einsum("ij,ij->i", X, X)) or 1.0
+        rms = math.sqrt(np.sum(w * np.einsum("ij,ij->i", X, X))) or 1.0  # no BLAS: fixed order
         return 2.0 * spec.temperature / rms
     if spec.router == "perturbed_cosine":
         return 3.0 * spec.tau1  # |u_i| = 3/4, well inside the unit ball
@@ -119,8 +119,7 @@ def initial_params(X, y, sample_weight, spec, n_experts, rng, x_norms=None, *,
     params = MoEParams(centres * _gate_length(X, sample_weight, spec),
                        np.zeros(n_experts), np.zeros((n_experts, d)),
                        np.zeros(n_experts))
-    with threadpool_limits(limits=1, user_api="blas"):  # see fit_least_squares
-        update_linear_experts(X, y, sample_weight, params, spec, x_norms)
+    update_linear_experts(X, y, sample_weight, params, spec, x_norms)
     if spec.learns_output_affine:
         if linear_regime:
             _enter_linear_regime(X, sample_weight, params, spec, x_norms)
@@ -215,8 +214,7 @@ def split_worst_expert(X, y, sample_weight, params, spec, rng, x_norms=None):
     split.gate_coef[[worst, k]] = centres * _gate_length(X, sample_weight, spec)
     split.gate_intercept[[worst, k]] -= math.log(2.0)
     if spec.expert == "linear":
-        with threadpool_limits(limits=1, user_api="blas"):
-            update_linear_experts(X, y, sample_weight, split, spec, x_norms)
+        update_linear_experts(X, y, sample_weight, split, spec, x_norms)
     return split
 
 
@@ -281,9 +279,10 @@ def _lbfgs(params, args, spec, max_iter, tol, experts_only=False):
 
     sub, n_iter = theta[free], 0
     for _ in range(2):
-        result = minimize(fun, sub, jac=True, method="L-BFGS-B",
-                          options={"maxiter": max_iter - n_iter, "ftol": tol,
-                                   "gtol": tol})
+        with single_threaded_blas():  # BLAS threads spin on L-BFGS-B's tiny operations
+            result = minimize(fun, sub, jac=True, method="L-BFGS-B",
+                              options={"maxiter": max_iter - n_iter, "ftol": tol,
+                                       "gtol": tol})
         n_iter += result.nit
         sub = result.x
         if result.status != 2 or n_iter >= max_iter:
@@ -325,31 +324,26 @@ def fit_least_squares(X, y, sample_weight, params, spec, *, max_iter=1000,
     """
     params = params.copy()
     x_norms = row_norms(X)
-    args = (X, y, sample_weight, params.shape, spec, x_norms)
-    # the kernels call BLAS from each numba thread on small tiles, and BLAS
-    # threads spin on the optimiser's tiny vector operations: more BLAS
-    # threads would only fight the numba threads
-    with threadpool_limits(limits=1, user_api="blas"):
-        if spec.expert == "linear" and solve_experts_first:
-            update_linear_experts(X, y, sample_weight, params, spec, x_norms)
-        specs = [spec] if spec.top_k is None else [replace(spec, top_k=None), spec]
-        n_iter = 0
-        for run_spec in specs:
-            args = (X, y, sample_weight, params.shape, run_spec, x_norms)
-            params, loss, nit, reason = _lbfgs(params, args, run_spec, max_iter, tol)
-            n_iter += nit
-            if reason == "line_search" and run_spec.top_k is not None:
-                # stuck at a jump of the top-K objective: freeze the router
-                # there and fit the experts, a smooth problem, for its gates
-                if spec.expert == "linear":
-                    reason = None  # the exact least squares below
-                else:
-                    params, loss, nit, reason = _lbfgs(params, args, run_spec,
-                                                       max_iter, tol, experts_only=True)
-                    n_iter += nit
+    if spec.expert == "linear" and solve_experts_first:
+        update_linear_experts(X, y, sample_weight, params, spec, x_norms)
+    specs = [spec] if spec.top_k is None else [replace(spec, top_k=None), spec]
+    n_iter = 0
+    for run_spec in specs:
+        args = (X, y, sample_weight, params.shape, run_spec, x_norms)
+        params, loss, nit, reason = _lbfgs(params, args, run_spec, max_iter, tol)
+        n_iter += nit
+        if reason == "line_search" and run_spec.top_k is not None:
+            # stuck at a jump of the top-K objective: freeze the router
+            # there and fit the experts, a smooth problem, for its gates
             if spec.expert == "linear":
-                update_linear_experts(X, y, sample_weight, params, run_spec, x_norms)
-                loss = objective(params.to_vector(run_spec), *args)[0]
+                reason = None  # the exact least squares below
+            else:
+                params, loss, nit, reason = _lbfgs(params, args, run_spec,
+                                                   max_iter, tol, experts_only=True)
+                n_iter += nit
+        if spec.expert == "linear":
+            update_linear_experts(X, y, sample_weight, params, run_spec, x_norms)
+            loss = objective(params.to_vector(run_spec), *args)[0]
     if verbose:
         print(f"[CosineMoE] {n_iter} L-BFGS iterations, objective {loss:.10g}"
               + ("" if reason is None else f", stopped by {reason}"))

@@ -8,7 +8,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.optimize import check_grad
 
-from sklearn_cosmoe import _kernels
+from sklearn_cosmoe import _jit_tiles, _kernels
 from sklearn_cosmoe._model import MoESpec, gates_and_experts, objective, predict
 
 from . import reference
@@ -47,7 +47,7 @@ def test_experts_and_predict_match_numpy(small_data, expert):
 def _exp_each(x):
     out = np.empty_like(x)
     for i in range(x.size):
-        out[i] = _kernels.exp_nonpositive(x[i])
+        out[i] = _jit_tiles.exp_nonpositive(x[i])
     return out
 
 
@@ -190,7 +190,7 @@ def test_direction_cluster_sums_match_numpy():
     assert_allclose(sums, expected, rtol=1e-12, atol=1e-12)
 
 
-def test_reductions_do_not_depend_on_thread_count():
+def test_reductions_do_not_depend_on_thread_count(monkeypatch):
     rng = np.random.default_rng(8)
     X = rng.standard_normal((5000, 4))
     y = rng.standard_normal(5000)
@@ -198,17 +198,124 @@ def test_reductions_do_not_depend_on_thread_count():
     p = random_params(rng, 3, 4)
     spec = MoESpec()
     norms = np.linalg.norm(X, axis=1)
-    before = numba.get_num_threads()
     results = []
-    try:
-        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
-            numba.set_num_threads(threads)
-            loss, grad = objective(p.to_vector(spec), X, y, w, (3, 4), spec)
-            sums = _kernels.direction_cluster_sums(X, norms, w, p.gate_coef)
-            results.append((loss, grad, sums))
-    finally:
-        numba.set_num_threads(before)
-    for loss, grad, sums in results[1:]:
-        assert loss == results[0][0]
-        assert_array_equal(grad, results[0][1])
-        assert_array_equal(sums, results[0][2])
+    for threads in [1, 2, 3]:
+        monkeypatch.setattr(_kernels, "n_threads", lambda n, n_blk: threads)
+        loss, grad = objective(p.to_vector(spec), X, y, w, (3, 4), spec)
+        sums = _kernels.direction_cluster_sums(X, norms, w, p.gate_coef)
+        gates, _ = gates_and_experts(X, p, spec)
+        results.append((loss, grad, sums, gates, _kernels.row_norms(X)))
+    for result in results[1:]:
+        assert result[0] == results[0][0]
+        for got, expected in zip(result[1:], results[0][1:]):
+            assert_array_equal(got, expected)
+
+
+def test_exp_nonpositive_propagates_nan():
+    assert np.isnan(_exp_each(np.array([np.nan]))[0])
+
+
+@pytest.mark.parametrize("top_k", [None, 1])
+@pytest.mark.parametrize("router", ROUTERS)
+def test_nan_parameter_gives_nan_gates_and_loss(small_data, router, top_k):
+    """A NaN gate parameter must not become a gate of 0 (a finite prediction)."""
+    X, y, w = small_data
+    p = random_params(np.random.default_rng(12), 3, 3)
+    p.gate_coef[1, 0] = np.nan
+    spec = MoESpec(router=router, top_k=top_k)
+    gates, _ = gates_and_experts(X, p, spec)
+    nonzero_row = np.linalg.norm(X, axis=1) > 0
+    assert np.all(np.isnan(gates[nonzero_row]))
+    assert np.all(np.isnan(predict(X[nonzero_row], p, spec)))
+    assert np.isnan(objective(p.to_vector(spec), X, y, w, (3, 3), spec)[0])
+
+
+# the arguments of each entry point that _kernel_calls lets a test replace
+_TAKES = {
+    "row_norms": ("X",),
+    "gates_and_experts": ("X", "x_norms", "params"),
+    "loss_and_gradient": ("X", "x_norms", "y", "sample_weight", "params"),
+    "direction_cluster_sums": ("X", "x_norms", "sample_weight", "centres"),
+    "gated_gram": ("X", "y", "sample_weight", "gates"),
+}
+
+
+def _kernel_calls(X, y, w, p):
+    n = len(X)
+    codes = MoESpec().kernel_args()
+    arrays = (p.gate_coef, p.gate_intercept, p.expert_coef, p.expert_intercept)
+    return {
+        "row_norms": lambda **kw: _kernels.row_norms(kw.get("X", X)),
+        "gates_and_experts": lambda **kw: _kernels.gates_and_experts(
+            kw.get("X", X), kw.get("x_norms", np.ones(n)), *kw.get("params", arrays),
+            *codes),
+        "loss_and_gradient": lambda **kw: _kernels.loss_and_gradient(
+            kw.get("X", X), kw.get("x_norms", np.ones(n)), kw.get("y", y),
+            kw.get("sample_weight", w), *kw.get("params", arrays), 1.0, 0.0, *codes),
+        "direction_cluster_sums": lambda **kw: _kernels.direction_cluster_sums(
+            kw.get("X", X), kw.get("x_norms", np.ones(n)), kw.get("sample_weight", w),
+            kw.get("centres", p.gate_coef)),
+        "gated_gram": lambda **kw: _kernels.gated_gram(
+            kw.get("X", X), kw.get("y", y), kw.get("sample_weight", w),
+            kw.get("gates", np.full((n, 3), 1 / 3))),
+    }
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"X": np.ones(40)}, "X must be a 2-d array"),
+    ({"x_norms": np.ones(39)}, "x_norms has shape"),
+    ({"y": np.ones(41)}, "y has shape"),
+    ({"sample_weight": np.ones((40, 1))}, "sample_weight has shape"),
+    ({"gates": np.ones((39, 3))}, "gates has shape"),
+    ({"centres": np.ones((3, 2))}, "centres has shape"),
+    ({"params": (np.ones((3, 4)), np.ones(3), np.ones((3, 3)), np.ones(3))},
+     "gate_coef has shape"),
+    ({"params": (np.ones((3, 3)), np.ones(2), np.ones((3, 3)), np.ones(3))},
+     "gate_intercept has shape"),
+    ({"params": (np.ones((3, 3)), np.ones(3), np.ones((2, 3)), np.ones(3))},
+     "expert_coef has shape"),
+    ({"params": (np.ones((3, 3)), np.ones(3), np.ones((3, 3)), np.ones(4))},
+     "expert_intercept has shape"),
+    ({"params": (np.ones((0, 3)), np.ones(0), np.ones((0, 3)), np.ones(0))},
+     "at least one row"),
+])
+def test_kernel_entry_points_check_shapes(small_data, bad, match):
+    """Every entry point that a given argument reaches rejects a wrong shape."""
+    X, y, w = small_data
+    p = random_params(np.random.default_rng(13), 3, 3)
+    calls = _kernel_calls(X, y, w, p)
+    checked = 0
+    for name, takes in _TAKES.items():
+        calls[name]()  # the good arguments pass
+        if set(bad) <= set(takes):
+            with pytest.raises(ValueError, match=match):
+                calls[name](**bad)
+            checked += 1
+    assert checked > 0
+
+
+def test_zero_total_weight_is_rejected(small_data):
+    X, y, _ = small_data
+    p = random_params(np.random.default_rng(14), 3, 3)
+    spec = MoESpec()
+    with pytest.raises(ValueError, match="sample_weight must have a positive sum"):
+        objective(p.to_vector(spec), X, y, np.zeros(len(X)), (3, 3), spec)
+
+
+def test_codes_are_checked():
+    X = np.ones((2, 2))
+    args = (X, np.ones(2), np.ones((1, 2)), np.ones(1), np.ones((1, 2)), np.ones(1))
+    with pytest.raises(ValueError, match="router must be"):
+        _kernels.gates_and_experts(*args, 7, 0, 1.0, 1.0, 1.0, 0)
+    with pytest.raises(ValueError, match="expert must be"):
+        _kernels.gates_and_experts(*args, 0, 9, 1.0, 1.0, 1.0, 0)
+
+
+def test_caller_arrays_are_not_written(small_data):
+    X, y, w = small_data
+    p = random_params(np.random.default_rng(15), 3, 3)
+    copies = [a.copy() for a in (X, y, w, p.gate_coef, p.expert_coef)]
+    for call in _kernel_calls(X, y, w, p).values():
+        call()
+    for a, b in zip(copies, (X, y, w, p.gate_coef, p.expert_coef)):
+        assert_array_equal(a, b)

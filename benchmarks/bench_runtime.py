@@ -1,0 +1,341 @@
+"""Speed that reaches a user: busy machines, the first fit, parallel searches, memory.
+
+One run measures, each in the same way (the median of ``--repeat`` timed runs,
+wall clock, after one untimed run unless the first run is what is measured):
+
+* ``capacity``: how many cores this session gets (two spinning processes
+  against one); with autogroup scheduling on a shared machine, the script
+  and its joblib workers share one session's part of the CPU;
+* ``busy``: ``CosineMoERegressor.fit`` at n = 1e3, 1e4, 1e5 (d = 10, k = 4),
+  on the machine as it is, then beside two busy processes (pure-Python
+  loops in sessions of their own, one per core of a 2-core machine) that the
+  script starts and stops itself; ratio busy / quiet (goal <= 2x);
+* ``threads``: one loss + gradient evaluation on 1 thread and on 2, at sizes
+  around the package's serial threshold (``_parallel.SERIAL_ROWS``);
+* ``cold``: the first fit (300 x 4 rows) in a fresh process with an empty
+  numba cache (compilation included; goal <= 15 s on 2 quiet cores), and in a
+  second process that reads the cache;
+* ``search``: ``GridSearchCV`` over 16 candidates, ``n_jobs=1`` against
+  ``n_jobs=2``, twice each (the second ``n_jobs=2`` search finds its workers
+  started); goal n_jobs=1 / n_jobs=2 >= 1.6x;
+* ``memory``: peak resident memory of a fit at d = 200, k = 10, n = 1e5
+  (``max_iter=3``), measured in a child process, beyond the memory held
+  before the fit; goal <= 3x the size of X.
+
+Results go to ``--out`` (default: a new temporary directory, printed at the
+end) as ``runtime.md`` and ``runtime.json``, with ``git describe --dirty``.
+The script refuses to write into ``benchmarks/results/`` from a dirty tree.
+
+    python benchmarks/bench_runtime.py                 # everything, about 3 min
+    python benchmarks/bench_runtime.py --skip search   # leave a part out
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+PARTS = ("capacity", "busy", "threads", "cold", "search", "memory")
+
+
+def git_describe():
+    run = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
+                         capture_output=True, text=True)
+    return run.stdout.strip() or "unknown"
+
+
+def median_time(fn, repeat, warmup=True):
+    """The timing rule of every measurement: median wall time of ``repeat`` runs."""
+    if warmup:
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def child_env(**extra):
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_child(code, **env):
+    run = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                         env=child_env(**env), capture_output=True, text=True,
+                         check=True)
+    return json.loads(run.stdout.splitlines()[-1]), run.stderr
+
+
+class BusyProcesses:
+    """``n`` processes that keep one core each busy, stopped on exit.
+
+    Each starts a session of its own, like another program on the machine:
+    Linux's autogroup scheduling shares the CPU between sessions first.
+    """
+
+    def __init__(self, n):
+        self.n = n
+
+    def __enter__(self):
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                                       start_new_session=True)
+                      for _ in range(self.n)]
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc):
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
+
+
+_SPIN = "import time\nt = time.perf_counter()\nfor i in range(5_000_000): pass\nprint(time.perf_counter() - t)"
+
+
+def bench_capacity():
+    """Cores this session gets: one spinning process against two at once.
+
+    On a shared machine with autogroup scheduling, processes of one session
+    (this script and its joblib workers) share one session's part of the CPU,
+    so ``GridSearchCV(n_jobs=2)`` can gain at most this factor.
+    """
+    def spin(n):
+        procs = [subprocess.Popen([sys.executable, "-c", _SPIN], stdout=subprocess.PIPE,
+                                  text=True) for _ in range(n)]
+        return statistics.mean(float(proc.communicate()[0]) for proc in procs)
+
+    one, two = spin(1), spin(2)
+    result = {"one_s": one, "two_s": two, "cores": 2 * one / two}
+    print(f"capacity: a spinning process takes {one:.2f} s alone, {two:.2f} s two at "
+          f"once: this session gets {2 * one / two:.2f} cores", flush=True)
+    return result
+
+
+def model_data(n, d, k, seed=0):
+    from sklearn_cosmoe.datasets import make_cosine_moe
+    X, y, _ = make_cosine_moe(n, n_features=d, n_experts=k, random_state=seed)
+    return X, y
+
+
+def bench_busy(repeat):
+    from sklearn_cosmoe import CosineMoERegressor
+    rows = []
+    for n in (1_000, 10_000, 100_000):
+        X, y = model_data(n, 10, 4)
+        reg = CosineMoERegressor(n_experts=4, random_state=0)
+        quiet = median_time(lambda: reg.fit(X, y), repeat)
+        with BusyProcesses(2):
+            busy = median_time(lambda: reg.fit(X, y), repeat)
+        rows.append({"n": n, "quiet_s": quiet, "busy_s": busy, "ratio": busy / quiet,
+                     "n_iter": int(reg.n_iter_)})
+        print(f"busy: n={n:>6} quiet {quiet:.3f} s, beside 2 busy processes "
+              f"{busy:.3f} s: {busy / quiet:.2f}x", flush=True)
+    return rows
+
+
+def bench_threads(repeat):
+    from sklearn_cosmoe import _kernels
+    from sklearn_cosmoe._model import MoESpec, objective, row_norms
+    from sklearn_cosmoe._solver import initial_params
+    rows = []
+    spec = MoESpec()
+    real = _kernels.n_threads
+    try:
+        for n in (1_000, 2_000, 4_000, 8_000, 16_000):
+            X, y = model_data(n, 10, 4)
+            w = np.ones(n)
+            theta = initial_params(X, y, w, spec, 4, np.random.default_rng(0)).to_vector(spec)
+            norms = row_norms(X)
+            times = {}
+            for threads in (1, 2):
+                _kernels.n_threads = lambda n_samples, n_blk, t=threads: min(t, n_blk)
+                times[threads] = median_time(
+                    lambda: [objective(theta, X, y, w, (4, 10), spec, norms)
+                             for _ in range(20)], repeat) / 20
+            rows.append({"n": n, "one_thread_s": times[1], "two_threads_s": times[2],
+                         "ratio": times[1] / times[2]})
+            print(f"threads: n={n:>6} one evaluation: 1 thread {times[1] * 1e6:.0f} us, "
+                  f"2 threads {times[2] * 1e6:.0f} us ({times[1] / times[2]:.2f}x)",
+                  flush=True)
+    finally:
+        _kernels.n_threads = real
+    return rows
+
+
+_FIRST_FIT = """
+    import time
+    start, cpu = time.perf_counter(), time.process_time()
+    import json, numpy as np
+    from sklearn_cosmoe import CosineMoERegressor
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 4))
+    y = X @ [1.0, -1.0, 0.5, 2.0] + np.sin(X[:, 0])
+    CosineMoERegressor(n_experts=3, random_state=0).fit(X, y).predict(X)
+    print(json.dumps({"wall_s": time.perf_counter() - start,
+                      "cpu_s": time.process_time() - cpu}))
+"""
+
+
+def bench_cold():
+    with tempfile.TemporaryDirectory() as cache:
+        cold, log = run_child(_FIRST_FIT, NUMBA_CACHE_DIR=cache)
+        warm, _ = run_child(_FIRST_FIT, NUMBA_CACHE_DIR=cache)
+    result = {"cold_wall_s": cold["wall_s"], "cold_cpu_s": cold["cpu_s"],
+              "warm_wall_s": warm["wall_s"], "warm_cpu_s": warm["cpu_s"],
+              "log": log.strip()}
+    print(f"cold: first fit in a fresh process, empty cache: {cold['wall_s']:.1f} s "
+          f"({cold['cpu_s']:.1f} s CPU); with the cache: {warm['wall_s']:.2f} s "
+          f"(import included). Log: {log.strip()!r}", flush=True)
+    return result
+
+
+def bench_search():
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sklearn_cosmoe import CosineMoERegressor
+    X, y = model_data(2_000, 4, 3)
+    grid = {"cosinemoeregressor__n_experts": [2, 3, 4, 5],
+            "cosinemoeregressor__temperature": [0.3, 1.0],
+            "cosinemoeregressor__alpha": [1e-4, 1e-2]}
+    pipe = make_pipeline(StandardScaler(), CosineMoERegressor(random_state=0))
+    result = {}
+    for n_jobs in (1, 2):
+        search = GridSearchCV(pipe, grid, cv=3, n_jobs=n_jobs)
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            search.fit(X, y)
+            times.append(time.perf_counter() - start)
+        result[f"n_jobs_{n_jobs}_s"] = times
+    ratio_first = result["n_jobs_1_s"][0] / result["n_jobs_2_s"][0]
+    ratio_warm = result["n_jobs_1_s"][1] / result["n_jobs_2_s"][1]
+    result.update(ratio_first=ratio_first, ratio_warm=ratio_warm)
+    print(f"search: 16 candidates x 3 folds: n_jobs=1 "
+          f"{' / '.join(f'{t:.2f}' for t in result['n_jobs_1_s'])} s, n_jobs=2 "
+          f"{' / '.join(f'{t:.2f}' for t in result['n_jobs_2_s'])} s (first / second "
+          f"search): {ratio_first:.2f}x / {ratio_warm:.2f}x", flush=True)
+    return result
+
+
+_MEMORY = """
+    import json, resource, warnings
+    import numpy as np
+    from sklearn_cosmoe import CosineMoERegressor
+    warnings.simplefilter("ignore")
+    rng = np.random.default_rng(0)
+    CosineMoERegressor(n_experts=2, max_iter=2).fit(rng.standard_normal((600, 3)),
+                                                     rng.standard_normal(600))
+    X = rng.standard_normal((100_000, 200))
+    y = np.tanh(X[:, :5].sum(axis=1)) + 0.1 * rng.standard_normal(100_000)
+    page = resource.getpagesize()
+    with open("/proc/self/statm") as f:
+        before = int(f.read().split()[1]) * page
+    high_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    CosineMoERegressor(n_experts=10, max_iter=3, random_state=0).fit(X, y)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"x_bytes": X.nbytes, "before": before, "high_before": high_before,
+                      "peak": peak}))
+"""
+
+
+def bench_memory():
+    out, _ = run_child(_MEMORY)
+    extra = out["peak"] - out["before"]
+    result = dict(out, extra_bytes=extra, ratio=extra / out["x_bytes"])
+    print(f"memory: fit at d=200, k=10, n=1e5: peak {out['peak'] / 2**20:.0f} MiB, "
+          f"{extra / 2**20:.0f} MiB beyond the {out['before'] / 2**20:.0f} MiB held "
+          f"before the fit = {extra / out['x_bytes']:.2f}x X "
+          f"({out['x_bytes'] / 2**20:.0f} MiB)", flush=True)
+    return result
+
+
+def write_markdown(path, results):
+    lines = [f"# Runtime benchmark at {results['git']}", "",
+             f"`{results['command']}`; load average at the start "
+             f"{results['load_start']:.1f}, at the end {results['load_end']:.1f}; "
+             f"{os.cpu_count()} CPUs.", ""]
+    if "capacity" in results:
+        c = results["capacity"]
+        lines += [f"Cores this session got (two spinning processes against one): "
+                  f"{c['cores']:.2f}.", ""]
+    if "busy" in results:
+        lines += ["## Fit beside two busy processes (d = 10, k = 4)", "",
+                  "| n | quiet | busy | busy / quiet |", "|---|---|---|---|"]
+        lines += [f"| {r['n']} | {r['quiet_s']:.3f} s | {r['busy_s']:.3f} s | "
+                  f"{r['ratio']:.2f}x |" for r in results["busy"]]
+        lines.append("")
+    if "threads" in results:
+        lines += ["## One evaluation, 1 thread against 2 (d = 10, k = 4)", "",
+                  "| n | 1 thread | 2 threads | ratio |", "|---|---|---|---|"]
+        lines += [f"| {r['n']} | {r['one_thread_s'] * 1e6:.0f} us | "
+                  f"{r['two_threads_s'] * 1e6:.0f} us | {r['ratio']:.2f}x |"
+                  for r in results["threads"]]
+        lines.append("")
+    if "cold" in results:
+        c = results["cold"]
+        lines += ["## First fit (300 x 4 rows) in a fresh process", "",
+                  f"* empty numba cache: {c['cold_wall_s']:.1f} s ({c['cold_cpu_s']:.1f} s "
+                  "CPU), compilation included",
+                  f"* cache filled: {c['warm_wall_s']:.2f} s", ""]
+    if "search" in results:
+        s = results["search"]
+        lines += ["## GridSearchCV, 16 candidates x 3 folds", "",
+                  "| | first search | second search |", "|---|---|---|",
+                  f"| n_jobs=1 | {s['n_jobs_1_s'][0]:.2f} s | {s['n_jobs_1_s'][1]:.2f} s |",
+                  f"| n_jobs=2 | {s['n_jobs_2_s'][0]:.2f} s | {s['n_jobs_2_s'][1]:.2f} s |",
+                  f"| ratio | {s['ratio_first']:.2f}x | {s['ratio_warm']:.2f}x |", ""]
+    if "memory" in results:
+        m = results["memory"]
+        lines += ["## Peak memory of a fit at d = 200, k = 10, n = 1e5", "",
+                  f"{m['extra_bytes'] / 2**20:.0f} MiB beyond what the process held "
+                  f"before the fit: {m['ratio']:.2f}x X ({m['x_bytes'] / 2**20:.0f} MiB).",
+                  ""]
+    path.write_text("\n".join(lines))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: a new temporary folder)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=PARTS)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    revision = git_describe()
+    out = args.out or Path(tempfile.mkdtemp(prefix="bench_runtime_"))
+    out = out.resolve()
+    if out.is_relative_to(RESULTS) and (revision.endswith("-dirty") or
+                                        revision == "unknown"):
+        parser.error(f"git describe says {revision!r}: commit before writing into "
+                     f"{RESULTS}, or give another --out.")
+    out.mkdir(parents=True, exist_ok=True)
+    results = {"git": revision, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+               "load_start": os.getloadavg()[0]}
+    parts = {"capacity": bench_capacity, "busy": lambda: bench_busy(args.repeat),
+             "threads": lambda: bench_threads(args.repeat),
+             "cold": bench_cold, "search": bench_search, "memory": bench_memory}
+    for name, run in parts.items():
+        if name not in args.skip:
+            results[name] = run()
+    results["load_end"] = os.getloadavg()[0]
+    (out / "runtime.json").write_text(json.dumps(results, indent=1))
+    write_markdown(out / "runtime.md", results)
+    print(f"results: {out / 'runtime.md'}")
+
+
+if __name__ == "__main__":
+    main()
