@@ -236,7 +236,8 @@ class CosineMoEClassifier(ClassifierMixin, BaseEstimator):
                        for _ in range(self.n_init))
         message = unscaled_features_message(X, sample_weight, self.router, self.tau2)
         if message is not None:
-            warnings.warn(message, UserWarning)
+            warnings.warn(message.replace("CosineMoERegressor", "CosineMoEClassifier"),
+                          UserWarning)
 
         best, best_loss, losses = None, np.inf, []
         for result in results:
@@ -342,7 +343,8 @@ class CosineMoEClassifier(ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples,)
         """
-        return self.classes_[np.argmax(self.predict_log_proba(X), axis=1)]
+        log_proba = self.predict_log_proba(X)  # checks that the estimator is fitted
+        return self.classes_[np.argmax(log_proba, axis=1)]
 
     def predict_gates(self, X):
         """Gate weights ``g(x)``: rows sum to 1, zeros outside the top K.

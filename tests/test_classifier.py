@@ -189,6 +189,8 @@ def test_errors_and_warnings():
         CosineMoEClassifier().fit(X, X[:, 0])
     with pytest.raises(ValueError, match="top_k must be smaller than n_experts=2"):
         CosineMoEClassifier(n_experts=2, top_k=2).fit(X, y)
+    with pytest.warns(UserWarning, match=r"point nearly the same way.*CosineMoEClassifier"):
+        CosineMoEClassifier(n_experts=2, random_state=0).fit(X + 10.0, y)
     with pytest.warns(ConvergenceWarning, match="max_iter=1 "):
         CosineMoEClassifier(max_iter=1, random_state=0).fit(X, y)
 
