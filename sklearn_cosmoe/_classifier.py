@@ -37,7 +37,7 @@ class CosineMoEClassifier(ClassifierMixin, BaseEstimator):
         p(y = c \mid x) = \sum_{i=1}^{k} g_i(x)\,
                           \operatorname{softmax}(A_i x + b_i)_c ,
 
-    with the gates ``g`` of :class:`CosineMoERegressor` (same routers,
+    with the gates ``g`` of :class:`~sklearn_cosmoe.CosineMoERegressor` (same routers,
     perturbations, temperature and top-K).  The fit minimises the weighted
     mean negative log-likelihood plus a ridge penalty, by L-BFGS-B with the
     exact gradient (user guide :ref:`classifier`).  Binary problems use two
@@ -53,7 +53,7 @@ class CosineMoEClassifier(ClassifierMixin, BaseEstimator):
     n_experts : int, default=4
         Number of experts ``k``.
     router : {"perturbed_cosine", "cosine", "linear"}, default="perturbed_cosine"
-        Router scores, as for :class:`CosineMoERegressor`.
+        Router scores, as for :class:`~sklearn_cosmoe.CosineMoERegressor`.
     tau1 : float, default=1.0
         Added to :math:`\|\beta_{1i}\|` by the perturbed cosine router (> 0 there).
     tau2 : float, default=1.0
