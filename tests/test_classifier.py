@@ -206,3 +206,42 @@ def test_warm_start_continues_the_previous_fit():
     with pytest.raises(ValueError, match="warm_start=True needs the same n_experts"):
         clf.fit(X, y)
     assert clf.gate_coef_.shape == (2, 2)  # a failed fit leaves the previous one
+
+
+def test_results_do_not_depend_on_thread_count(monkeypatch):
+    from sklearn_cosmoe import _kernels
+
+    X, y, w, params = _fixture(3, n=5000, d=4, seed=6)
+    spec = MoESpec(alpha=0.1)
+    results = []
+    for threads in [1, 2, 3]:
+        monkeypatch.setattr(_kernels, "n_threads", lambda n, n_blk: threads)
+        loss, grad = objective(params.to_vector(), X, y, w, params.shape, spec)
+        gates, log_proba = gates_and_log_proba(X, row_norms(X), *params.arrays(),
+                                               *_codes("perturbed_cosine", None))
+        results.append((loss, grad, gates, log_proba))
+    for result in results[1:]:
+        assert result[0] == results[0][0]
+        for got, expected in zip(result[1:], results[0][1:]):
+            np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("top_k", [None, 1])
+def test_nan_gate_parameter_gives_nan_not_a_finite_loss(top_k):
+    X, y, w, params = _fixture(3, seed=7)
+    params.gate_coef[1, 0] = np.nan
+    codes = _codes("perturbed_cosine", top_k)
+    loss, grad = nll_and_gradient(X, row_norms(X), y, w, *params.arrays(), *codes)
+    assert np.isnan(loss)
+    _, log_proba = gates_and_log_proba(X, row_norms(X), *params.arrays(), *codes)
+    assert np.all(np.isnan(log_proba[np.linalg.norm(X, axis=1) > 0]))
+
+
+def test_fit_leaves_the_callers_arrays_alone():
+    X, y = _checkerboard(seed=8)
+    w = np.linspace(0.5, 2.0, len(y))
+    copies = X.copy(), y.copy(), w.copy()
+    CosineMoEClassifier(n_experts=2, class_weight="balanced", random_state=0).fit(
+        X, y, sample_weight=w)
+    for got, before in zip((X, y, w), copies):
+        np.testing.assert_array_equal(got, before)
