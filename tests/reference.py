@@ -46,3 +46,24 @@ def predict(X, p, router, expert, tau1=1.0, tau2=1.0, temperature=1.0, top_k=Non
     g = gates(scores(X, p.gate_coef, p.gate_intercept, router, tau1, tau2, temperature), top_k)
     h = experts(X, p.expert_coef, p.expert_intercept, expert)
     return p.output_intercept + p.output_scale * (g * h).sum(axis=1)
+
+
+def classifier_log_proba(X, gate_coef, gate_intercept, expert_coef, expert_intercept,
+                         router, tau1=1.0, tau2=1.0, temperature=1.0, top_k=None):
+    """``log p(c | x) = log sum_i g_i softmax(A_i x + b_i)_c``, shape ``(n, C)``.
+
+    ``expert_coef`` is ``(k, C, d)``; the sum over experts is formed directly
+    (no log-sum-exp), so keep the fixtures away from underflow.
+    """
+    g = gates(scores(X, gate_coef, gate_intercept, router, tau1, tau2, temperature), top_k)
+    logits = np.einsum("kcd,nd->nkc", expert_coef, X) + expert_intercept
+    pi = np.exp(logits - logits.max(axis=2, keepdims=True))
+    pi /= pi.sum(axis=2, keepdims=True)
+    return np.log(np.einsum("nk,nkc->nc", g, pi)), g
+
+
+def classifier_nll(X, y, sample_weight, *params, **kwargs):
+    """Weighted mean of ``-log p(y_n | x_n)``."""
+    log_proba, _ = classifier_log_proba(X, *params, **kwargs)
+    picked = log_proba[np.arange(len(y)), y]
+    return -np.sum(sample_weight * picked) / np.sum(sample_weight)

@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_cosmoe import CosineMoERegressor, CosineMoERegressorCV
+from sklearn_cosmoe import CosineMoEClassifier, CosineMoERegressor, CosineMoERegressorCV
 
 ESTIMATORS = [
     CosineMoERegressor(random_state=0),
@@ -11,6 +11,12 @@ ESTIMATORS = [
     CosineMoERegressor(expert="tanh", random_state=0),
     CosineMoERegressor(n_experts=3, top_k=2, random_state=0),
     CosineMoERegressorCV(max_experts=2, cv=2, temperatures=[1.0], random_state=0),
+    CosineMoEClassifier(n_experts=2, max_iter=100, random_state=0),
+    CosineMoEClassifier(n_experts=2, router="cosine", max_iter=100, random_state=0),
+    CosineMoEClassifier(n_experts=2, router="linear", max_iter=100, random_state=0),
+    CosineMoEClassifier(n_experts=3, top_k=2, max_iter=100, random_state=0),
+    CosineMoEClassifier(n_experts=3, router="linear", top_k=1, max_iter=100,
+                        random_state=0),
 ]
 
 

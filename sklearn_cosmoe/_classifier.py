@@ -1,0 +1,373 @@
+"""scikit-learn classifier: a thin shell over the classifier's model and solver."""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (_check_sample_weight, check_is_fitted,
+                                      validate_data)
+
+from ._classifier_model import ClassifierParams, gates_and_log_proba
+from ._classifier_solver import fit_from_data, fit_likelihood
+from ._model import MoESpec
+from ._routers import ROUTERS
+from ._validation import (check_no_booleans, check_positive_total_weight,
+                          check_x_magnitude, normalize_sample_weight,
+                          unscaled_features_message)
+
+_INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
+_NUMERIC_PARAMETERS = ("n_experts", "tau1", "tau2", "temperature", "top_k", "alpha",
+                       "max_iter", "tol", "n_init")
+
+
+class CosineMoEClassifier(ClassifierMixin, BaseEstimator):
+    r"""Mixture of softmax experts with a (perturbed) cosine router.
+
+    The class probabilities are a gated sum of ``n_experts`` multinomial
+    logistic models,
+
+    .. math::
+
+        p(y = c \mid x) = \sum_{i=1}^{k} g_i(x)\,
+                          \operatorname{softmax}(A_i x + b_i)_c ,
+
+    with the gates ``g`` of :class:`~sklearn_cosmoe.CosineMoERegressor` (same routers,
+    perturbations, temperature and top-K).  The fit minimises the weighted
+    mean negative log-likelihood plus a ridge penalty, by L-BFGS-B with the
+    exact gradient (user guide :ref:`classifier`).  Binary problems use two
+    classes of the same model.
+
+    Put a :class:`~sklearn.preprocessing.StandardScaler` in front: cosine
+    routing depends on where the origin is, and ``fit`` warns (once, a
+    ``UserWarning``) about features that cosine routing cannot use, as the
+    regressor does.
+
+    Parameters
+    ----------
+    n_experts : int, default=4
+        Number of experts ``k``.
+    router : {"perturbed_cosine", "cosine", "linear"}, default="perturbed_cosine"
+        Router scores, as for :class:`~sklearn_cosmoe.CosineMoERegressor`.
+    tau1 : float, default=1.0
+        Added to :math:`\|\beta_{1i}\|` by the perturbed cosine router (> 0 there).
+    tau2 : float, default=1.0
+        Added to :math:`\|x\|` by the perturbed cosine router.
+    temperature : float, default=1.0
+        ``T``: the cosine term is divided by it.
+    top_k : int or None, default=None
+        ``None`` for dense gates; an int ``K < n_experts`` keeps the ``K``
+        largest scores (the fit first fits the dense mixture).
+    alpha : float, default=1e-4
+        Ridge penalty :math:`\frac{\alpha}{2}\|A\|_F^2` on the expert
+        coefficients (and on the gate coefficients under the linear router).
+    max_iter : int, default=500
+        Maximum number of L-BFGS iterations per start.
+    tol : float, default=1e-6
+        Tolerance of L-BFGS-B (``ftol`` and ``gtol``).
+    n_init : int, default=1
+        Number of k-means starts; the fit with the lowest objective is kept.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes, multiplied into ``sample_weight``;
+        ``"balanced"`` weights each class by ``n_samples / (n_classes *
+        count)``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the starts.  A given seed gives bit-identical fits whatever the
+        number of threads.
+    warm_start : bool, default=False
+        Start from the previous fit's parameters (a single start).  The
+        previous fit must have the same ``n_experts``, classes, number of
+        features and ``router``.
+    verbose : int, default=0
+        Print the objective after each round of L-BFGS.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    gate_coef_ : ndarray of shape (n_experts, n_features)
+    gate_intercept_ : ndarray of shape (n_experts,)
+    expert_coef_ : ndarray of shape (n_experts, n_classes, n_features)
+    expert_intercept_ : ndarray of shape (n_experts, n_classes)
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features,)
+        Defined only when ``X`` has feature names that are all strings.
+    n_iter_ : int
+        L-BFGS iterations of the kept fit; at least 1.
+    loss_ : float
+        Final training objective of the kept start.
+    init_losses_ : ndarray of shape (n_init,)
+        Final training objective of each start.
+    converged_ : bool
+        Whether L-BFGS-B's convergence test passed for the kept fit; a fit
+        that stopped otherwise warns with a
+        :class:`~sklearn.exceptions.ConvergenceWarning`.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sklearn_cosmoe import CosineMoEClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = make_pipeline(StandardScaler(),
+    ...                     CosineMoEClassifier(n_experts=2, random_state=0))
+    >>> clf.fit(X, y).score(X, y) > 0.95
+    True
+    """
+
+    _parameter_constraints = {
+        "n_experts": [Interval(Integral, 1, None, closed="left")],
+        "router": [StrOptions(set(ROUTERS))],
+        "tau1": [Interval(Real, 0, None, closed="left")],
+        "tau2": [Interval(Real, 0, None, closed="left")],
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "top_k": [Interval(Integral, 1, None, closed="left"), None],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, *, n_experts=4, router="perturbed_cosine", tau1=1.0, tau2=1.0,
+                 temperature=1.0, top_k=None, alpha=1e-4, max_iter=500, tol=1e-6,
+                 n_init=1, class_weight=None, random_state=None, warm_start=False,
+                 verbose=0):
+        self.n_experts = n_experts
+        self.router = router
+        self.tau1 = tau1
+        self.tau2 = tau2
+        self.temperature = temperature
+        self.top_k = top_k
+        self.alpha = alpha
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_init = n_init
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+
+    def _spec(self):
+        return MoESpec(router=self.router, tau1=self.tau1, tau2=self.tau2,
+                       temperature=self.temperature, top_k=self.top_k, alpha=self.alpha)
+
+    def _check_params_against_each_other(self):
+        if self.router == "perturbed_cosine" and self.tau1 <= 0:
+            raise ValueError(
+                "tau1 must be > 0 with router='perturbed_cosine'; got "
+                f"tau1={self.tau1}."
+            )
+        if self.top_k is not None and self.top_k >= self.n_experts:
+            raise ValueError(
+                f"top_k must be smaller than n_experts={self.n_experts} "
+                f"(use top_k=None for dense gates); got top_k={self.top_k}."
+            )
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the mixture by maximum likelihood.
+
+        A fit that fails leaves the estimator as it was before the call.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels (strings or numbers), at least two distinct ones.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative finite weights, not all zero; integer weights give
+            the same fit as repeated rows.
+
+        Returns
+        -------
+        self : CosineMoEClassifier
+        """
+        before = {name: vars(self)[name] for name in _INPUT_ATTRIBUTES if name in vars(self)}
+        try:
+            fitted = self._fit(X, y, sample_weight)
+        except BaseException:
+            for name in _INPUT_ATTRIBUTES:
+                vars(self).pop(name, None)
+            vars(self).update(before)
+            raise
+        for name, value in fitted.items():
+            setattr(self, name, value)
+        return self
+
+    def _fit(self, X, y, sample_weight):
+        check_no_booleans(self, _NUMERIC_PARAMETERS)
+        self._check_params_against_each_other()
+        X, y = validate_data(self, X, y, dtype=np.float64, order="C")
+        check_classification_targets(y)
+        classes, y_index = np.unique(y, return_inverse=True)
+        if classes.size < 2:
+            raise ValueError(
+                "CosineMoEClassifier needs samples of at least 2 classes in the "
+                f"data; got 1 class: {classes[0]!r}."
+            )
+        check_x_magnitude(X)
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                             ensure_non_negative=True)
+        if self.class_weight is not None:
+            weights = compute_class_weight(self.class_weight, classes=classes, y=y)
+            sample_weight = sample_weight * weights[y_index]
+        check_positive_total_weight(sample_weight)
+        sample_weight = normalize_sample_weight(sample_weight)
+        y_index = y_index.astype(np.int64)
+
+        spec = self._spec()
+        options = dict(max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
+        if self.warm_start and hasattr(self, "gate_coef_"):
+            start = self._warm_start_params(classes, X.shape[1])
+            results = [fit_likelihood(X, y_index, sample_weight, start, spec, **options)]
+        else:
+            rng = check_random_state(self.random_state)
+            results = (fit_from_data(X, y_index, sample_weight, spec, self.n_experts,
+                                     classes.size, rng, **options)
+                       for _ in range(self.n_init))
+        message = unscaled_features_message(X, sample_weight, self.router, self.tau2)
+        if message is not None:
+            warnings.warn(message.replace("CosineMoERegressor", "CosineMoEClassifier"),
+                          UserWarning)
+
+        best, best_loss, losses = None, np.inf, []
+        for result in results:
+            losses.append(result.loss)
+            if best is None or result.loss < best_loss:
+                best = result
+                best_loss = result.loss if np.isfinite(result.loss) else np.inf
+        if not (np.isfinite(best_loss) and np.all(np.isfinite(best.params.to_vector()))):
+            raise ValueError(
+                "The fit diverged (non-finite objective); scale X (e.g. with "
+                "StandardScaler) or increase alpha."
+            )
+        if not best.converged:
+            warnings.warn(self._convergence_advice(best.reason), ConvergenceWarning)
+        params = best.params
+        return {"classes_": classes, "gate_coef_": params.gate_coef.copy(),
+                "gate_intercept_": params.gate_intercept.copy(),
+                "expert_coef_": params.expert_coef.copy(),
+                "expert_intercept_": params.expert_intercept.copy(),
+                "loss_": best_loss, "n_iter_": best.n_iter,
+                "converged_": best.converged, "init_losses_": np.asarray(losses),
+                "_fitted_router": self.router}
+
+    def _convergence_advice(self, reason):
+        if reason == "max_iter":
+            return (
+                f"CosineMoEClassifier did not converge in max_iter={self.max_iter} "
+                "L-BFGS iterations. Increase max_iter, scale the features "
+                "(StandardScaler), or increase alpha."
+            )
+        if self.top_k is not None:
+            return (
+                "CosineMoEClassifier did not converge: the L-BFGS line search failed "
+                f"on the top_k={self.top_k} objective, which jumps where two router "
+                "scores cross. Use dense gates (top_k=None) or a larger top_k."
+            )
+        return (
+            "CosineMoEClassifier did not converge: the L-BFGS line search failed "
+            f"before the tolerance test (tol={self.tol}) passed. Increase tol, "
+            "increase alpha, or scale the features (StandardScaler)."
+        )
+
+    def _warm_start_params(self, classes, n_features):
+        shape = (self.n_experts, classes.size, n_features)
+        if (self.expert_coef_.shape != shape
+                or not np.array_equal(self.classes_, classes)
+                or self._fitted_router != self.router):
+            raise ValueError(
+                "warm_start=True needs the same n_experts, classes, number of "
+                "features and router as the previous fit: it had (n_experts, "
+                f"n_classes, n_features) = {self.expert_coef_.shape} and "
+                f"router={self._fitted_router!r}, this fit has {shape} and "
+                f"router={self.router!r}. Set warm_start=False to fit from scratch."
+            )
+        return self._params()
+
+    def _params(self):
+        return ClassifierParams(self.gate_coef_.copy(), self.gate_intercept_.copy(),
+                                self.expert_coef_.copy(), self.expert_intercept_.copy())
+
+    def _gates_and_log_proba(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64, order="C")
+        return gates_and_log_proba(X, self._params(), self._spec())
+
+    def predict_log_proba(self, X):
+        """Logarithm of the class probabilities, computed by log-sum-exp.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``.
+        """
+        return self._gates_and_log_proba(X)[1]
+
+    def predict_proba(self, X):
+        """Class probabilities ``p(y = c | x)``; rows sum to 1.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``.
+        """
+        proba = np.exp(self.predict_log_proba(X))
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """The most probable class of each row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        log_proba = self.predict_log_proba(X)  # checks that the estimator is fitted
+        return self.classes_[np.argmax(log_proba, axis=1)]
+
+    def predict_gates(self, X):
+        """Gate weights ``g(x)``: rows sum to 1, zeros outside the top K.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_experts)
+        """
+        return self._gates_and_log_proba(X)[0]
+
+    def apply(self, X):
+        """Index of the expert with the largest gate weight for each row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), dtype int
+        """
+        return np.argmax(self.predict_gates(X), axis=1)

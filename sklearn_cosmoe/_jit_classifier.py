@@ -1,0 +1,225 @@
+"""Numba code of the classifier: class log-probabilities, and the fused
+negative log-likelihood with its gradient.
+
+The classifier's mixture is ``p(c | x) = sum_i g_i(x) pi_ic(x)`` with
+``pi_i = softmax(A_i x + b_i)`` over the ``C`` classes, and the same router
+and gates as the regressor (:func:`sklearn_cosmoe._jit_tiles.tile_forward`).
+Logarithms are taken through log-sum-exp: with ``lp_ic = log pi_ic``,
+``log p(c | x) = logsumexp_i (log g_i + lp_ic)``, finite even where every
+``g_i pi_ic`` underflows.
+
+The gradient of ``-w log p(y | x)``, with responsibilities
+``r_i = g_i pi_iy / p(y | x)``: ``-w (r_i - g_i)`` with respect to the
+score ``s_i`` and ``-w r_i (1[c = y] - pi_ic)`` with respect to the logit
+``A_ic x + b_ic``.  A row of ``partial`` is the gradient's layout,
+``[gate_coef (k*d), gate_intercept (k), expert_coef (k*C*d, expert-major),
+expert_intercept (k*C)]``, followed by the block's sums of ``-w log p`` and
+of ``w``: the layout that :func:`sklearn_cosmoe._jit_loss.loss_finish`
+reduces in block order (with the cosine router's chain rule).
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ._jit_tiles import (EXPERT_LINEAR, JIT, TILE, block_bounds, exp_nonpositive,
+                         gate_inverse_norms, tile_dots, tile_forward, tile_scratch)
+
+
+@njit(**JIT)
+def _log_gate(g):
+    return math.log(g) if g > 0.0 else -np.inf
+
+
+@njit(**JIT)
+def classifier_blocks(X, x_norms, y, sample_weight, gate_coef, gate_intercept,
+                      expert_coef, expert_intercept, router, tau1, tau2, inv_temp,
+                      top_k, tile, with_loss, blk_start, blk_stop, n_blk, gates,
+                      log_proba, partial):
+    """Gates and class log-probabilities, or the loss and gradient sums, per block.
+
+    ``expert_coef`` is ``(k*C, d)`` and ``expert_intercept`` ``(k*C,)``, expert
+    ``i``'s class ``c`` at row ``i*C + c``; ``y`` holds class indices.
+    Without ``with_loss``: ``gates`` (``n, k``) and ``log_proba`` (``n, C``)
+    get the rows of the blocks, each row computed from that row alone
+    (:func:`tile_dots`); ``y``, ``sample_weight``, ``tile`` and ``partial``
+    are not used.  With ``with_loss``: ``partial`` gets one row per block
+    (module docstring); tiles of ``tile <= TILE`` rows go through two BLAS
+    products each, and no temporary is larger than a tile.
+    """
+    n, d = X.shape
+    k = gate_coef.shape[0]
+    kc = expert_coef.shape[0]
+    n_classes = kc // k
+    rows = k + kc
+    inv_q, _ = gate_inverse_norms(gate_coef, router, tau1)
+    # W = [gate_coef; expert_coef], column-major (as stacked_coef)
+    W = np.empty((d, rows)).T
+    for a in range(k):
+        for j in range(d):
+            W[a, j] = gate_coef[a, j]
+    for a in range(kc):
+        for j in range(d):
+            W[k + a, j] = expert_coef[a, j]
+    # tile_forward adds these to its "expert" rows Z[k:2k], which here are the
+    # first k logit rows: zeros leave them as they are
+    no_intercept = np.zeros(k)
+    scratch = tile_scratch(k)
+    z_buf = np.empty(rows * TILE)
+    g_buf = np.empty(rows * TILE)
+    XT = np.empty((0 if with_loss else d, TILE))
+    if not with_loss:
+        tile = TILE
+    log_g = np.empty((k, TILE))
+    acc_max = np.empty(TILE)
+    acc_sum = np.empty(TILE)
+    log_p = np.empty(TILE)
+    lanes = np.empty((rows + 2, TILE))  # b0 (k), b (k*C), loss, weight
+    lane_loss = lanes[rows]
+    lane_w = lanes[rows + 1]
+    grad_w = np.empty((rows, d))
+    tile_grad_w = np.empty((rows, d))
+    for blk in range(blk_start, blk_stop):
+        start, stop = block_bounds(blk, n, n_blk)
+        lanes.fill(0.0)
+        grad_w.fill(0.0)
+        for t0 in range(start, stop, tile):
+            m = min(tile, stop - t0)
+            Xt = X[t0:t0 + m]
+            Z = z_buf[:rows * m].reshape((rows, m))
+            if with_loss:
+                np.dot(W, Xt.T, Z)
+            else:
+                tile_dots(X, t0, m, W, XT, Z)
+            E, _, inv_c, inv_sum = tile_forward(
+                Z[:2 * k], t0, m, x_norms, gate_intercept, inv_q, no_intercept,
+                router, EXPERT_LINEAR, tau2, inv_temp, top_k, scratch)
+            for i in range(k):
+                lg = log_g[i]
+                e = E[i]
+                for t in range(m):
+                    e[t] *= inv_sum[t]  # E is now the gates
+                    lg[t] = _log_gate(e[t])
+            # logits -> log-softmax over the classes of each expert, in place
+            for i in range(k):
+                base = k + i * n_classes
+                for t in range(m):
+                    acc_max[t] = -np.inf
+                for c in range(n_classes):
+                    z = Z[base + c]
+                    bias = expert_intercept[i * n_classes + c]
+                    for t in range(m):
+                        z[t] += bias
+                        acc_max[t] = max(acc_max[t], z[t])
+                for t in range(m):
+                    acc_sum[t] = 0.0
+                for c in range(n_classes):
+                    z = Z[base + c]
+                    for t in range(m):
+                        acc_sum[t] += exp_nonpositive(z[t] - acc_max[t])
+                for t in range(m):
+                    acc_sum[t] = acc_max[t] + math.log(acc_sum[t])
+                for c in range(n_classes):
+                    z = Z[base + c]
+                    for t in range(m):
+                        z[t] -= acc_sum[t]
+            if not with_loss:
+                for t in range(m):
+                    for i in range(k):
+                        gates[t0 + t, i] = E[i, t]
+                for c in range(n_classes):
+                    _mixture_log(Z, log_g, k, n_classes, c, m, acc_max, acc_sum)
+                    for t in range(m):
+                        log_proba[t0 + t, c] = acc_sum[t]
+                continue
+            # a_i = log g_i + lp_{i, y}, kept in log_g; log p = logsumexp_i a_i
+            for t in range(m):
+                yt = y[t0 + t]
+                for i in range(k):
+                    log_g[i, t] += Z[k + i * n_classes + yt, t]
+            for t in range(m):
+                acc_max[t] = -np.inf
+            for i in range(k):
+                for t in range(m):
+                    acc_max[t] = max(acc_max[t], log_g[i, t])
+            for t in range(m):
+                acc_sum[t] = 0.0
+            for i in range(k):
+                for t in range(m):
+                    acc_sum[t] += exp_nonpositive(log_g[i, t] - acc_max[t])
+            for t in range(m):
+                log_p[t] = acc_max[t] + math.log(acc_sum[t])
+                w = sample_weight[t0 + t]
+                lane_loss[t] -= w * log_p[t]
+                lane_w[t] += w
+            G = g_buf[:rows * m].reshape((rows, m))
+            for i in range(k):
+                e = E[i]
+                d_gate = G[i]
+                lane_b0 = lanes[i]
+                a = log_g[i]
+                for t in range(m):
+                    w = sample_weight[t0 + t]
+                    r = exp_nonpositive(a[t] - log_p[t])
+                    a[t] = w * r  # from here on: w r_i
+                    v = -(w * r - w * e[t])
+                    lane_b0[t] += v
+                    d_gate[t] = v * inv_c[t]
+                for c in range(n_classes):
+                    row = k + i * n_classes + c
+                    lp = Z[row]
+                    d_logit = G[row]
+                    lane_b = lanes[row]
+                    for t in range(m):
+                        v = a[t] * exp_nonpositive(lp[t])
+                        if y[t0 + t] == c:
+                            v -= a[t]
+                        d_logit[t] = v
+                        lane_b[t] += v
+            np.dot(G, Xt, tile_grad_w)
+            for a in range(rows):
+                for j in range(d):
+                    grad_w[a, j] += tile_grad_w[a, j]
+        if not with_loss:
+            continue
+        part = partial[blk]
+        kd = k * d
+        for i in range(k):
+            for j in range(d):
+                part[i * d + j] = grad_w[i, j]
+        for a in range(kc):
+            for j in range(d):
+                part[kd + k + a * d + j] = grad_w[k + a, j]
+        off_b = kd + k + kc * d
+        for a in range(rows + 2):
+            acc = 0.0
+            for t in range(TILE):
+                acc += lanes[a, t]
+            if a < k:
+                part[kd + a] = acc
+            elif a < rows:
+                part[off_b + a - k] = acc
+            else:
+                part[off_b + kc + a - rows] = acc
+
+
+@njit(**JIT)
+def _mixture_log(Z, log_g, k, n_classes, c, m, acc_max, out):
+    """``out[t] = logsumexp_i (log_g[i, t] + Z[k + i*C + c, t])`` for ``t < m``."""
+    for t in range(m):
+        acc_max[t] = -np.inf
+    for i in range(k):
+        lp = Z[k + i * n_classes + c]
+        lg = log_g[i]
+        for t in range(m):
+            acc_max[t] = max(acc_max[t], lg[t] + lp[t])
+    for t in range(m):
+        out[t] = 0.0
+    for i in range(k):
+        lp = Z[k + i * n_classes + c]
+        lg = log_g[i]
+        for t in range(m):
+            out[t] += exp_nonpositive(lg[t] + lp[t] - acc_max[t])
+    for t in range(m):
+        out[t] = acc_max[t] + math.log(out[t])
