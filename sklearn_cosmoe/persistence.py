@@ -3,7 +3,7 @@
 :mod:`pickle` runs arbitrary code while it loads a file, so a pickled model
 must come from someone you trust.  :mod:`skops.io` loads only types it knows
 to be safe, plus those you name: :data:`TRUSTED_TYPES` names this package's
-estimator and nothing else, so :func:`load` refuses a file that holds any
+estimators and nothing else, so :func:`load` refuses a file that holds any
 other unknown type.  Both need the optional dependency ``skops``
 (``pip install sklearn-cosmoe[skops]``).  See :ref:`persistence`.
 """
@@ -13,7 +13,8 @@ __all__ = ["TRUSTED_TYPES", "dump", "load"]
 #: The package's types that a model file may hold besides the types that
 #: :mod:`skops.io` trusts by default (NumPy arrays, scikit-learn estimators,
 #: Python builtins).
-TRUSTED_TYPES = ["sklearn_cosmoe._estimator.CosineMoERegressor"]
+TRUSTED_TYPES = ["sklearn_cosmoe._estimator.CosineMoERegressor",
+                 "sklearn_cosmoe._classifier.CosineMoEClassifier"]
 
 
 def _skops_io():

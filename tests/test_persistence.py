@@ -19,7 +19,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sklearn_cosmoe import CosineMoERegressor, persistence
+from sklearn_cosmoe import CosineMoEClassifier, CosineMoERegressor, persistence
 
 skops_io = pytest.importorskip("skops.io")
 
@@ -56,9 +56,22 @@ def test_skops_roundtrip_predicts_identically(fitted, tmp_path):
     assert_array_equal(loaded.predict(X), model.predict(X))
     # the same through skops.io itself, naming the package's types
     skops_io.dump(model[-1], tmp_path / "reg.skops")
-    assert skops_io.get_untrusted_types(file=tmp_path / "reg.skops") == persistence.TRUSTED_TYPES
+    untrusted = skops_io.get_untrusted_types(file=tmp_path / "reg.skops")
+    assert untrusted == ["sklearn_cosmoe._estimator.CosineMoERegressor"]
+    assert set(untrusted) <= set(persistence.TRUSTED_TYPES)
     reg = skops_io.load(tmp_path / "reg.skops", trusted=persistence.TRUSTED_TYPES)
     assert_array_equal(reg.gate_coef_, model[-1].gate_coef_)
+
+
+def test_skops_roundtrip_of_the_classifier(tmp_path):
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((90, 3))
+    labels = np.array(["a", "b", "c"])[np.argmax(X, axis=1)]
+    clf = CosineMoEClassifier(n_experts=2, random_state=0, max_iter=50).fit(X, labels)
+    persistence.dump(clf, tmp_path / "clf.skops")
+    loaded = persistence.load(tmp_path / "clf.skops")
+    assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert_array_equal(loaded.classes_, clf.classes_)
 
 
 def _tampered(model):
