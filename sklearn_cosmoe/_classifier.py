@@ -1,11 +1,9 @@
 """scikit-learn classifier: a thin shell over the classifier's model and solver."""
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
@@ -13,20 +11,16 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (_check_sample_weight, check_is_fitted,
                                       validate_data)
 
+from ._base import MoEEstimatorMixin
 from ._classifier_model import ClassifierParams, gates_and_log_proba
 from ._classifier_solver import fit_from_data, fit_likelihood
 from ._model import MoESpec
 from ._routers import ROUTERS
-from ._validation import (check_no_booleans, check_positive_total_weight,
-                          check_x_magnitude, normalize_sample_weight,
-                          unscaled_features_message)
-
-_INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
-_NUMERIC_PARAMETERS = ("n_experts", "tau1", "tau2", "temperature", "top_k", "alpha",
-                       "max_iter", "tol", "n_init")
+from ._validation import (check_positive_total_weight, check_x_magnitude,
+                          normalize_sample_weight)
 
 
-class CosineMoEClassifier(ClassifierMixin, BaseEstimator):
+class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
     r"""Mixture of softmax experts with a (perturbed) cosine router.
 
     The class probabilities are a gated sum of ``n_experts`` multinomial
@@ -160,18 +154,6 @@ class CosineMoEClassifier(ClassifierMixin, BaseEstimator):
         return MoESpec(router=self.router, tau1=self.tau1, tau2=self.tau2,
                        temperature=self.temperature, top_k=self.top_k, alpha=self.alpha)
 
-    def _check_params_against_each_other(self):
-        if self.router == "perturbed_cosine" and self.tau1 <= 0:
-            raise ValueError(
-                "tau1 must be > 0 with router='perturbed_cosine'; got "
-                f"tau1={self.tau1}."
-            )
-        if self.top_k is not None and self.top_k >= self.n_experts:
-            raise ValueError(
-                f"top_k must be smaller than n_experts={self.n_experts} "
-                f"(use top_k=None for dense gates); got top_k={self.top_k}."
-            )
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Fit the mixture by maximum likelihood.
@@ -191,21 +173,10 @@ class CosineMoEClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : CosineMoEClassifier
         """
-        before = {name: vars(self)[name] for name in _INPUT_ATTRIBUTES if name in vars(self)}
-        try:
-            fitted = self._fit(X, y, sample_weight)
-        except BaseException:
-            for name in _INPUT_ATTRIBUTES:
-                vars(self).pop(name, None)
-            vars(self).update(before)
-            raise
-        for name, value in fitted.items():
-            setattr(self, name, value)
-        return self
+        return self._fit_or_keep(X, y, sample_weight)
 
     def _fit(self, X, y, sample_weight):
-        check_no_booleans(self, _NUMERIC_PARAMETERS)
-        self._check_params_against_each_other()
+        self._check_params()
         X, y = validate_data(self, X, y, dtype=np.float64, order="C")
         check_classification_targets(y)
         classes, y_index = np.unique(y, return_inverse=True)
@@ -234,51 +205,22 @@ class CosineMoEClassifier(ClassifierMixin, BaseEstimator):
             results = (fit_from_data(X, y_index, sample_weight, spec, self.n_experts,
                                      classes.size, rng, **options)
                        for _ in range(self.n_init))
-        message = unscaled_features_message(X, sample_weight, self.router, self.tau2)
-        if message is not None:
-            warnings.warn(message.replace("CosineMoERegressor", "CosineMoEClassifier"),
-                          UserWarning)
-
-        best, best_loss, losses = None, np.inf, []
-        for result in results:
-            losses.append(result.loss)
-            if best is None or result.loss < best_loss:
-                best = result
-                best_loss = result.loss if np.isfinite(result.loss) else np.inf
+        self._warn_if_unscaled(X, sample_weight)
+        best, best_loss, losses = self._best_of(results)
         if not (np.isfinite(best_loss) and np.all(np.isfinite(best.params.to_vector()))):
             raise ValueError(
                 "The fit diverged (non-finite objective); scale X (e.g. with "
                 "StandardScaler) or increase alpha."
             )
-        if not best.converged:
-            warnings.warn(self._convergence_advice(best.reason), ConvergenceWarning)
+        self._warn_if_not_converged(best)
         params = best.params
         return {"classes_": classes, "gate_coef_": params.gate_coef.copy(),
                 "gate_intercept_": params.gate_intercept.copy(),
                 "expert_coef_": params.expert_coef.copy(),
                 "expert_intercept_": params.expert_intercept.copy(),
                 "loss_": best_loss, "n_iter_": best.n_iter,
-                "converged_": best.converged, "init_losses_": np.asarray(losses),
+                "converged_": best.converged, "init_losses_": losses,
                 "_fitted_router": self.router}
-
-    def _convergence_advice(self, reason):
-        if reason == "max_iter":
-            return (
-                f"CosineMoEClassifier did not converge in max_iter={self.max_iter} "
-                "L-BFGS iterations. Increase max_iter, scale the features "
-                "(StandardScaler), or increase alpha."
-            )
-        if self.top_k is not None:
-            return (
-                "CosineMoEClassifier did not converge: the L-BFGS line search failed "
-                f"on the top_k={self.top_k} objective, which jumps where two router "
-                "scores cross. Use dense gates (top_k=None) or a larger top_k."
-            )
-        return (
-            "CosineMoEClassifier did not converge: the L-BFGS line search failed "
-            f"before the tolerance test (tol={self.tol}) passed. Increase tol, "
-            "increase alpha, or scale the features (StandardScaler)."
-        )
 
     def _warm_start_params(self, classes, n_features):
         shape = (self.n_experts, classes.size, n_features)
@@ -358,16 +300,3 @@ class CosineMoEClassifier(ClassifierMixin, BaseEstimator):
         ndarray of shape (n_samples, n_experts)
         """
         return self._gates_and_log_proba(X)[0]
-
-    def apply(self, X):
-        """Index of the expert with the largest gate weight for each row.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples,), dtype int
-        """
-        return np.argmax(self.predict_gates(X), axis=1)

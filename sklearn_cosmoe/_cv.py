@@ -169,7 +169,7 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         previous one with its worst expert split (:func:`grow_path`).
         """
         template = self._mixture(1, temperature, None)
-        template._check_params_against_each_other()
+        template._check_params()
         weights = np.ones(len(y))
         target, y_mean, y_scale = standardize_target(y, weights)
         path = grow_path(X, target, weights, template._spec(), self.max_experts, rng,

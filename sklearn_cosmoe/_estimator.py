@@ -1,11 +1,9 @@
 """scikit-learn estimator: a thin shell over the model and its solver."""
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
@@ -17,24 +15,20 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._base import MoEEstimatorMixin
 from ._experts import EXPERTS
 from ._model import MoEParams, MoESpec, gates_and_experts, predict
 from ._routers import ROUTERS
 from ._solver import fit_from_data, fit_least_squares
-from ._validation import (check_no_booleans, check_numeric_target,
-                          check_positive_total_weight, check_x_magnitude,
-                          normalize_sample_weight, standardize_target,
-                          unscaled_features_message)
+from ._validation import (check_numeric_target, check_positive_total_weight,
+                          check_x_magnitude, normalize_sample_weight,
+                          standardize_target)
 
-# set by validate_data(reset=True) at the start of fit, restored if fit fails
-_INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
 _PARAMETER_ATTRIBUTES = ("gate_coef_", "gate_intercept_", "expert_coef_",
                          "expert_intercept_", "output_scale_", "output_intercept_")
-_NUMERIC_PARAMETERS = ("n_experts", "tau1", "tau2", "temperature", "top_k", "alpha",
-                       "max_iter", "tol", "n_init")
 
 
-class CosineMoERegressor(RegressorMixin, BaseEstimator):
+class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
     r"""Mixture of experts with a (perturbed) cosine router, fitted by least squares.
 
     The prediction is a gated sum of ``n_experts`` small models,
@@ -230,18 +224,6 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
                        tau2=self.tau2, temperature=self.temperature,
                        top_k=self.top_k, alpha=self.alpha)
 
-    def _check_params_against_each_other(self):
-        if self.router == "perturbed_cosine" and self.tau1 <= 0:
-            raise ValueError(
-                "tau1 must be > 0 with router='perturbed_cosine' (the perturbation "
-                f"is what distinguishes it from router='cosine'); got tau1={self.tau1}."
-            )
-        if self.top_k is not None and self.top_k >= self.n_experts:
-            raise ValueError(
-                f"top_k must be smaller than n_experts={self.n_experts} "
-                f"(use top_k=None for dense gates); got top_k={self.top_k}."
-            )
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Fit the mixture by least squares.
@@ -266,25 +248,12 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
         -------
         self : CosineMoERegressor
         """
-        before = {name: vars(self)[name] for name in _INPUT_ATTRIBUTES if name in vars(self)}
-        try:
-            fitted = self._fit(X, y, sample_weight)
-        except BaseException:
-            # validate_data(reset=True) has set n_features_in_ (and
-            # feature_names_in_) for the new X: put back the old ones
-            for name in _INPUT_ATTRIBUTES:
-                vars(self).pop(name, None)
-            vars(self).update(before)
-            raise
-        for name, value in fitted.items():
-            setattr(self, name, value)
-        return self
+        return self._fit_or_keep(X, y, sample_weight)
 
     def _fit(self, X, y, sample_weight):
         """Everything ``fit`` computes, as a dict of attributes; sets none but
         those of ``validate_data``."""
-        check_no_booleans(self, _NUMERIC_PARAMETERS)
-        self._check_params_against_each_other()
+        self._check_params()
         check_numeric_target(y)
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64,
                              order="C")
@@ -309,18 +278,9 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
                                      max_iter=self.max_iter, tol=self.tol,
                                      verbose=self.verbose)
                        for _ in range(self.n_init))
-        message = unscaled_features_message(X, sample_weight, self.router, self.tau2)
-        if message is not None:
-            warnings.warn(message, UserWarning)
-
-        best, best_loss, losses = None, np.inf, []
-        for result in results:
-            losses.append(result.loss)
-            # a NaN loss is never kept
-            if best is None or result.loss < best_loss:
-                best = result
-                best_loss = result.loss if np.isfinite(result.loss) else np.inf
-        params, loss = best.params, best_loss
+        self._warn_if_unscaled(X, sample_weight)
+        best, loss, losses = self._best_of(results)
+        params = best.params
         if not (np.isfinite(loss) and np.all(np.isfinite(params.to_vector(spec)))):
             raise ValueError(
                 "The fit diverged (non-finite objective); scale X (e.g. with "
@@ -334,35 +294,11 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
                 f"|y| = {np.max(np.abs(y)):.3g}, standard deviation {y_scale:.3g}); "
                 "scale y down first."
             )
-        if not best.converged:
-            warnings.warn(self._convergence_advice(best.reason), ConvergenceWarning)
+        self._warn_if_not_converged(best)
         fitted.update(loss_=loss, n_iter_=best.n_iter, converged_=best.converged,
-                      init_losses_=np.asarray(losses),
+                      init_losses_=losses,
                       _fitted_structure=(self.router, self.expert))
         return fitted
-
-    def _convergence_advice(self, reason):
-        """The ConvergenceWarning's message for why the fit stopped early."""
-        if reason == "max_iter":
-            return (
-                f"CosineMoERegressor did not converge in max_iter={self.max_iter} "
-                "L-BFGS iterations. Increase max_iter, scale the features "
-                "(StandardScaler), or increase alpha."
-            )
-        if self.top_k is not None:
-            return (
-                "CosineMoERegressor did not converge: the L-BFGS line search failed "
-                f"on the top_k={self.top_k} objective, which jumps where two router "
-                "scores cross. Use dense gates (top_k=None), a larger top_k, or "
-                "n_init > 1 and compare init_losses_."
-            )
-        return (
-            "CosineMoERegressor did not converge: the L-BFGS line search failed "
-            f"before the tolerance test (tol={self.tol}) passed; the objective is "
-            "flat to rounding error along the search direction. Increase tol, "
-            "increase alpha (over-specified fits drift along flat directions), "
-            "or scale the features (StandardScaler)."
-        )
 
     def _warm_start_params(self, n_features, y_mean, y_scale):
         """The previous fit's parameters as a start, after checking they fit."""
@@ -479,19 +415,6 @@ class CosineMoERegressor(RegressorMixin, BaseEstimator):
         ndarray of shape (n_samples,)
         """
         return predict(self._validate_X(X), self._params(), self._spec())
-
-    def apply(self, X):
-        """Index of the expert with the largest gate weight for each row.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples,), dtype int
-        """
-        return np.argmax(self.predict_gates(X), axis=1)
 
     def _n_parameters(self):
         """Free parameters of the fit net of its identifiability (:ref:`criteria`)."""
