@@ -73,6 +73,7 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     out = output_folder(args.out, prefix="bench_memory_")
+    revision = git_describe()     # at the start: the tree the numbers come from
     rows = []
     for cell in args.cells:
         n, d = (int(float(v)) for v in cell.split("x"))
@@ -86,7 +87,7 @@ def main(argv=None):
               flush=True)
     command = "python benchmarks/bench_memory.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
-    report = {"command": command, "git": git_describe(), "k": args.k,
+    report = {"command": command, "git": revision, "k": args.k,
               "max_iter": args.max_iter, "rows": rows}
     (out / "memory.json").write_text(json.dumps(report, indent=1))
     mib = 2 ** 20

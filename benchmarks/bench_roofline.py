@@ -81,6 +81,7 @@ def main(argv=None):
     out = output_folder(args.out, prefix="bench_roofline_")
     n, d, k = args.n, args.d, args.k
     threads = numba.get_num_threads()
+    revision = git_describe()     # at the start: the tree the numbers come from
     load_before = os.getloadavg()[0]
 
     X, y, _, params, _ = make_model_data(n, d, k)
@@ -123,7 +124,7 @@ def main(argv=None):
     bound = max(t_mem_dram, t_flop)
     report = {"command": "python benchmarks/bench_roofline.py " + " ".join(
                   sys.argv[1:] if argv is None else argv),
-              "git": git_describe(), "n": n, "d": d, "k": k, "numba_threads": threads,
+              "git": revision, "n": n, "d": d, "k": k, "numba_threads": threads,
               "kernel_time": t_kernel, "bytes_read": bytes_read, "flops": flops,
               "copy_bandwidth": rows, "peak_flops_loop": peak_loop,
               "peak_flops_dgemm": peak_gemm, "time_memory_dram": t_mem_dram,
