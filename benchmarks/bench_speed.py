@@ -53,6 +53,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import r2_score
 from sklearn.neural_network import MLPRegressor
 from sklearn.utils import check_random_state
+from threadpoolctl import threadpool_limits
 
 import sklearn_cosmoe
 from sklearn_cosmoe import CosineMoERegressor, _solver
@@ -70,10 +71,10 @@ SPEC = MoESpec(router="perturbed_cosine", tau1=1.0, tau2=1.0, temperature=1.0,
                alpha=CosineMoERegressor().alpha)
 ADAM_LRS = (0.3, 0.1, 0.03, 0.01, 0.003)
 REL_TARGET = 0.01          # target = best loss reached by any method * (1 + 1 %)
-PACKAGE_RUNS = 3           # the package's runs to the target are short (tens of
-#                            ms to 1 s) and a burst of outside load can double
-#                            one: its time to the target is the median of this
-#                            many runs
+KERNEL_ONLY = "package kernel + scipy L-BFGS-B"
+RACE_RUNS = 3              # every method runs this many times per race cell; its
+#                            time to the target is the median over all its runs,
+#                            a run that misses the target counting as infinite
 STALL_EVALS = 200          # a baseline stops when its best loss has not improved
 STALL_REL = 1e-7           # by this (relative) over this many evaluations: far
                            # below the 1 % of the target, and it saves the budget
@@ -168,30 +169,45 @@ def run_package(X, y, w, k, theta0, budget, stop_at=-np.inf):
     return trace
 
 
-def run_numpy(X, y, w, k, theta0, budget):
-    trace = Trace(budget)
+def run_numpy(X, y, w, k, theta0, budget, stop_at=-np.inf, kernel="numpy"):
+    """scipy's L-BFGS-B on the NumPy objective, or on the package's (``kernel="package"``).
+
+    The second is the same algorithm with the package's kernel: the ratio of
+    the two is the kernel's share of the gain, free of the algorithm's.  Both
+    run with BLAS limited to one thread, as the package's solver runs its
+    kernels: otherwise BLAS's idle threads spin between calls and take the
+    cores from numba's (on two loaded cores the package's objective went
+    from 3 to 25 ms per L-BFGS-B evaluation at n = 1e4, k = 4; NumPy's from
+    20 to 42 ms).
+    """
+    trace = Trace(budget, stop_at)
     x_norms = np.linalg.norm(X, axis=1)  # once, as the package's solver does
+    shape = (k, X.shape[1])
 
     def fun(theta):
-        out = numpy_objective(theta, X, y, w, k, SPEC, x_norms)
+        if kernel == "package":
+            out = objective(theta, X, y, w, shape, SPEC, x_norms)
+        else:
+            out = numpy_objective(theta, X, y, w, k, SPEC, x_norms)
         trace.record(out[0])
         return out
 
     trace.start()
     try:
-        minimize(fun, theta0.copy(), jac=True, method="L-BFGS-B",
-                 options={"maxiter": 10**6, "maxfun": 10**7, "ftol": 1e-15,
-                          "gtol": 1e-10})
+        with threadpool_limits(limits=1, user_api="blas"):
+            minimize(fun, theta0.copy(), jac=True, method="L-BFGS-B",
+                     options={"maxiter": 10**6, "maxfun": 10**7, "ftol": 1e-15,
+                              "gtol": 1e-10})
     except _Stop:
         pass
     return trace
 
 
-def run_torch_adam(X, y, w, k, theta0, budget, lr):
+def run_torch_adam(X, y, w, k, theta0, budget, lr, stop_at=-np.inf):
     import torch
 
     loss_fn = torch_loss_fn(X, y, w, k, SPEC)
-    trace = Trace(budget)
+    trace = Trace(budget, stop_at)
     theta = torch.tensor(theta0, requires_grad=True)
     opt = torch.optim.Adam([theta], lr=lr)
     trace.start()
@@ -207,11 +223,11 @@ def run_torch_adam(X, y, w, k, theta0, budget, lr):
     return trace
 
 
-def run_torch_lbfgs(X, y, w, k, theta0, budget):
+def run_torch_lbfgs(X, y, w, k, theta0, budget, stop_at=-np.inf):
     import torch
 
     loss_fn = torch_loss_fn(X, y, w, k, SPEC)
-    trace = Trace(budget)
+    trace = Trace(budget, stop_at)
     theta = torch.tensor(theta0, requires_grad=True)
     opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=100, history_size=10,
                             tolerance_grad=1e-10, tolerance_change=1e-15,
@@ -349,33 +365,42 @@ def race(n, k, start, budget, adam_lr):
     else:
         theta0 = best_start(X, y, w, k)
         package_start = None
-    runs = {"package": lambda: run_package(X, y, w, k, package_start, budget)}
-    runs.update({
-        "numpy+scipy L-BFGS-B": lambda: run_numpy(X, y, w, k, theta0, budget),
-        f"torch Adam (lr {adam_lr})": lambda: run_torch_adam(X, y, w, k, theta0,
-                                                            budget, adam_lr),
-        "torch LBFGS": lambda: run_torch_lbfgs(X, y, w, k, theta0, budget),
-    })
-    traces = {name: run() for name, run in runs.items()}
+    runs = {
+        "package": lambda stop: run_package(X, y, w, k, package_start, budget, stop),
+        "package kernel + scipy L-BFGS-B": lambda stop: run_numpy(
+            X, y, w, k, theta0, budget, stop, kernel="package"),
+        "numpy+scipy L-BFGS-B": lambda stop: run_numpy(X, y, w, k, theta0, budget, stop),
+        f"torch Adam (lr {adam_lr})": lambda stop: run_torch_adam(
+            X, y, w, k, theta0, budget, adam_lr, stop),
+        "torch LBFGS": lambda stop: run_torch_lbfgs(X, y, w, k, theta0, budget, stop),
+    }
+    traces = {name: run(-np.inf) for name, run in runs.items()}
     best = min(t.best for t in traces.values())
     target = best * (1 + REL_TARGET)
     result = {"n": n, "k": k, "start": start, "budget": budget, "best_loss": best,
-              "target": target, "methods": {}}
-    # the package again, to the target only; every run evaluates the same
-    # sequence of losses, so only the times differ
-    package_times = [traces["package"].time_to(target)[0]]
-    if package_times[0] is not None:
-        package_times += [
-            run_package(X, y, w, k, package_start, budget, target).time_to(target)[0]
-            for _ in range(PACKAGE_RUNS - 1)]
-    reached = [t for t in package_times if t is not None]
-    t_pkg = float(np.median(reached)) if reached else None
+              "target": target, "runs": RACE_RUNS, "methods": {}}
+    # One rule for every method: RACE_RUNS runs each, the first above (free,
+    # to find the target) and RACE_RUNS - 1 more that stop at the target;
+    # the statistic is the median over all runs, a miss counting as infinite.
+    # Every run of a method evaluates the same sequence of losses, so a
+    # method that missed the target in its first run misses it in all.
+    times = {}
     for name, trace in traces.items():
-        t_hit, e_hit = trace.time_to(target)
-        if name == "package":
-            t_hit = t_pkg
+        first = trace.time_to(target)[0]
+        if first is None:
+            times[name] = [np.inf] * RACE_RUNS
+        else:
+            times[name] = [first] + [runs[name](target).time_to(target)[0] or np.inf
+                                     for _ in range(RACE_RUNS - 1)]
+    t_pkg = float(np.median(times["package"]))
+    t_pkg = t_pkg if np.isfinite(t_pkg) else None
+    for name, trace in traces.items():
+        _, e_hit = trace.time_to(target)
+        t_hit = float(np.median(times[name]))
+        t_hit = t_hit if np.isfinite(t_hit) else None
         entry = trace.summary()
         entry.update({"time_to_target": t_hit, "evals_to_target": e_hit,
+                      "run_times": [t if np.isfinite(t) else None for t in times[name]],
                       "ratio": (t_hit / t_pkg if t_hit is not None and t_pkg
                                 else None),
                       "trace": [trace.times, trace.losses]})
@@ -562,18 +587,26 @@ def headline(report):
     goals = {"numpy": 5.0, "torch": 20.0}
     for res in report["race"]:
         for name, m in res["methods"].items():
-            if name == "package":
+            if name in ("package", KERNEL_ONLY):
                 continue
             kind = "numpy" if name.startswith("numpy") else "torch"
             if m["ratio"] is not None:
                 val, ok = f"{m['ratio']:.1f}x", m["ratio"] >= goals[kind]
             elif res["methods"]["package"]["time_to_target"] is None:
                 val, ok = "package did not reach the target", False
+            elif m["status"] == "budget":
+                # a miss within the budget bounds the ratio from below only
+                bound = res["budget"] / res["methods"]["package"]["time_to_target"]
+                val, ok = f"> budget, ratio > {bound:.1f}x", bound >= goals[kind]
             else:
-                val, ok = ("> budget" if m["status"] == "budget" else "never"), True
+                val, ok = "never", True
             out.append(f"time to target, n={res['n']:.0e} k={res['k']} {res['start']} "
                        f"start, {name}: {val} ({'met' if ok else 'NOT met'}; goal >= "
                        f"{goals[kind]:g}x)")
+    for res in report["race"]:
+        out.append(f"kernel-only ratio, n={res['n']:.0e} k={res['k']} {res['start']} start "
+                   f"(scipy L-BFGS-B on the NumPy objective / on the package's, same start): "
+                   f"{kernel_ratio(res)}")
     for r in report["fit"].get("runs", []):
         if r["n"] == 100_000:
             out.append(f"fit n=1e5 d=10 k=4: {r['time']:.2f} s, {r['n_iter']} iterations "
@@ -590,13 +623,22 @@ def headline(report):
     return out
 
 
+def kernel_ratio(res):
+    """NumPy+scipy's time to the target over the package kernel + scipy's, as text."""
+    num = res["methods"]["numpy+scipy L-BFGS-B"]["time_to_target"]
+    ker = res["methods"].get(KERNEL_ONLY, {}).get("time_to_target")
+    if num is None or ker is None:
+        return "-"
+    return f"{num / ker:.1f}x"
+
+
 def stricter_targets(report, rels=(1e-3, 1e-4)):
     """The race again, read off the same traces, with tighter targets."""
     L = []
     for rel in rels:
         L += ["", f"### Time to best + {rel:.2%} (same runs, read off the same traces)", "",
-              "| n | k | start | package | NumPy+scipy | torch Adam | torch LBFGS |",
-              "|---|---|---|---|---|---|---|"]
+              "| n | k | start | package | package kernel + scipy | NumPy+scipy | torch Adam "
+              "| torch LBFGS |", "|---|---|---|---|---|---|---|---|"]
         for res in report["race"]:
             target = res["best_loss"] * (1 + rel)
             times = {}
@@ -658,9 +700,16 @@ def write_report(report, path):
           "(lowest loss within the tuning budget). Each run is capped by a time budget; "
           "'> budget' means it had not reached the target when the budget ran out; "
           "'stuck (loss)' that it stopped above the target (its own convergence test, or "
-          f"no relative improvement above {STALL_REL:g} over {STALL_EVALS} evaluations).", "",
-          "| n | k | start | budget | target | package | NumPy+scipy | torch Adam | "
-          "torch LBFGS |", "|---|---|---|---|---|---|---|---|---|"]
+          f"no relative improvement above {STALL_REL:g} over {STALL_EVALS} evaluations). "
+          f"One rule for every method: {RACE_RUNS} runs each, the first to find the target, "
+          "the others stopping at it; the time is the median of all its runs (a miss counts "
+          "as infinite). *package kernel + scipy* is scipy's L-BFGS-B, as in NumPy+scipy, "
+          "on the package's objective: the same algorithm as NumPy+scipy, so NumPy+scipy / "
+          "package kernel + scipy is the kernel's share of the gain (column *kernel only*); "
+          "the other ratios are end to end (kernel, algorithm and start together).", "",
+          "| n | k | start | budget | target | package | package kernel + scipy | NumPy+scipy "
+          "| torch Adam | torch LBFGS | kernel only |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for res in report["race"]:
         cells = []
         for name, m in res["methods"].items():
@@ -674,7 +723,7 @@ def write_report(report, path):
             else:
                 cells.append(f"{fmt_time(m['time_to_target'])} = **{m['ratio']:.1f}x**")
         L.append(f"| {res['n']:.0e} | {res['k']} | {res['start']} | {res['budget']:.0f} s | "
-                 f"{res['target']:.5g} | " + " | ".join(cells) + " |")
+                 f"{res['target']:.5g} | " + " | ".join(cells) + f" | {kernel_ratio(res)} |")
     L += ["", "Adam learning rates chosen: " + ", ".join(
         f"{key if isinstance(key, str) else f'k={key[0]} {key[1]}'}: {lr}"
         for key, lr in report["adam_lr"].items()), ""]
