@@ -220,7 +220,7 @@ def test_inspect_prints_a_fit_beside_the_truth(capsys):
         rates.main(["inspect", "--n", "7"])
 
 
-def test_command_line_options(tmp_path):
+def test_command_line_options(monkeypatch):
     from sklearn_cosmoe.rates._cli import _parser, protocols_from
 
     args = _parser().parse_args(
@@ -232,6 +232,12 @@ def test_command_line_options(tmp_path):
     assert protocol.routers == ("linear",)
     assert (protocol.n_replicates, protocol.seed, protocol.max_iter) == (2, 5, 10)
     assert protocol.tol == 1e-15  # the study's own settings stay
+    # two parts of a study may not repeat a fit: their rows could not be told apart
+    from sklearn_cosmoe.rates import _cli
+
+    monkeypatch.setitem(_cli.STUDIES, "twice", (rates.QUICK, rates.QUICK))
+    with pytest.raises(ValueError, match="must not repeat a fit"):
+        protocols_from(_parser().parse_args(["--study", "twice"]))
     bad = _parser().parse_args(["--settings", "under"])
     with pytest.raises(ValueError, match="--settings must be among"):
         protocols_from(bad)

@@ -15,7 +15,7 @@ from ._figures import plot
 from ._protocol import INITS, SETTINGS, STUDIES, Protocol, quick
 from ._reporting import (estimator_against_truth, family_summary, markdown_tables,
                          read_csv, summarise, write_csv)
-from ._running import CSV_FIELDS, _Task, describe_fit, run_experiment
+from ._running import CSV_FIELDS, _Task, describe_fit, run_experiment, tasks
 
 #: The repository holding the package (when it is a git checkout) and its
 #: folder of committed results, which only a clean tree may write.
@@ -153,7 +153,13 @@ def protocols_from(args):
     parts = STUDIES[args.study]
     if args.quick:
         parts = tuple(quick(p) for p in parts)
-    return tuple(_override(p, args) for p in parts)
+    parts = tuple(_override(p, args) for p in parts)
+    # the rows of a run are told apart by their task alone
+    todo = [task for part in parts for task in tasks(part)]
+    if len(set(todo)) != len(todo):
+        raise ValueError("the parts of a study must not repeat a fit (same truth, "
+                         "router, expert, setting, start, n and replicate).")
+    return parts
 
 
 def _report(rows, out, seed, figures):
