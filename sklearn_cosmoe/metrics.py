@@ -55,8 +55,11 @@ def voronoi_loss(fitted, true, kind="D1", *, form="canonical"):
         ``"canonical"``: atoms with every symmetry of the model removed, the
         loss is zero between any two parameter sets of the same model;
         ``"raw"``: the gate atom is :math:`\beta_{1i}` itself, as in the
-        paper's loss (it sees the length of a cosine router's
-        :math:`\beta_{1i}`, which the data do not determine).
+        paper's loss, with the translation of the gates removed (the fitted
+        measure is put in the truth's normalisation,
+        :meth:`~sklearn_cosmoe.mixing.MixingMeasure.raw`); it sees the length
+        of a cosine router's :math:`\beta_{1i}`, which the data do not
+        determine.
 
     Returns
     -------
@@ -91,7 +94,10 @@ def voronoi_loss(fitted, true, kind="D1", *, form="canonical"):
     fitted = _as_measure(fitted, "fitted")
     true = _as_measure(true, "true")
     _check_compatible(fitted, true)
-    G, G_true = (getattr(measure, form)() for measure in (fitted, true))
+    if form == "canonical":
+        G, G_true = fitted.canonical(), true.canonical()
+    else:  # the fitted measure takes the truth's normalisation of the gates
+        G, G_true = fitted.raw(reference=true), true.raw()
     atoms, atoms_true = G.atoms, G_true.atoms
     dist = np.linalg.norm(atoms[:, None, :] - atoms_true[None, :, :], axis=2)
     cell = np.argmin(dist, axis=1)  # ties go to the first true atom

@@ -276,17 +276,28 @@ class MixingMeasure:
         u = gate_atoms(self.gate_coef, self.router, self.tau1)
         return self._form(weights, u - weights @ u)
 
-    def raw(self):
+    def raw(self, reference=None):
         r"""Raw form, the parameters of the paper's Voronoi loss (:ref:`raw-voronoi-loss`).
 
         The weights are :math:`\exp(\beta_{0i})` with the common shift of
         :math:`\beta_0` removed, :math:`\pi = \operatorname{softmax}(\beta_0)`;
-        the gate parameters are :math:`\beta_{1i}` themselves, centred
-        (:math:`\beta_{1i} - \sum_j \pi_j \beta_{1j}`) under the linear router
-        only, where a common shift of :math:`\beta_1` is a translation of the
-        gates; the expert parameters are those of :meth:`canonical`.  Unlike
-        the canonical form it sees the length of a cosine router's
-        :math:`\beta_{1i}`, which the data do not determine.
+        the gate parameters are :math:`\beta_{1i}` themselves, with the
+        translation of the gates removed where the router has one: centred,
+        :math:`\beta_{1i} - \sum_j \pi_j \beta_{1j}`, under the linear router;
+        under the perturbed cosine router, given a ``reference``, the gate
+        atoms :math:`u_i` are shifted together so that their weighted mean is
+        the reference's, and mapped back,
+        :math:`\beta_{1i} = v_i \tau_1 / (1 - \|v_i\|)` (unshifted if a shifted
+        atom would leave the unit ball); under the cosine router they are
+        taken as they are.  The expert parameters are those of
+        :meth:`canonical`.  Unlike the canonical form it sees the length of a
+        cosine router's :math:`\beta_{1i}`, which the data do not determine.
+
+        Parameters
+        ----------
+        reference : MixingMeasure, default=None
+            The measure whose normalisation the perturbed cosine router's gate
+            atoms are shifted to (the truth, in a loss); None: no shift.
 
         Returns
         -------
@@ -294,8 +305,17 @@ class MixingMeasure:
         """
         weights = self._weights()
         b1 = self.gate_coef
-        return self._form(weights, b1 - weights @ b1 if self.router == "linear"
-                          else b1.copy())
+        if self.router == "linear":
+            return self._form(weights, b1 - weights @ b1)
+        if self.router == "perturbed_cosine" and reference is not None:
+            u = gate_atoms(b1, self.router, self.tau1)
+            target = reference._weights() @ gate_atoms(reference.gate_coef,
+                                                       reference.router, reference.tau1)
+            v = u - weights @ u + target
+            norms = np.linalg.norm(v, axis=1, keepdims=True)
+            if np.all(norms < 1):
+                return self._form(weights, v * self.tau1 / (1 - norms))
+        return self._form(weights, b1.copy())
 
     def _weights(self):
         weights = np.exp(self.gate_intercept - self.gate_intercept.max())

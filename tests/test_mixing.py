@@ -153,6 +153,21 @@ def test_raw_form():
         want = b1 - pi @ b1 if router == "linear" else b1
         np.testing.assert_allclose(raw.gate_atoms, want, rtol=1e-14, atol=1e-15)
         np.testing.assert_array_equal(raw.expert_coef, a)
+    # perturbed router: the gate atoms take the reference's weighted mean
+    tau1 = 2.0
+    G = MixingMeasure(b1, b0, a, b, tau1=tau1)
+    ref = MixingMeasure(2 * b1[::-1], b0, a, b, tau1=tau1)
+    raw = G.raw(reference=ref)
+    u = raw.gate_atoms / (np.linalg.norm(raw.gate_atoms, axis=1, keepdims=True) + tau1)
+    u_ref = 2 * b1[::-1] / (np.linalg.norm(2 * b1[::-1], axis=1, keepdims=True) + tau1)
+    np.testing.assert_allclose(pi @ u, pi @ u_ref, rtol=1e-12)
+    u_self = b1 / (np.linalg.norm(b1, axis=1, keepdims=True) + tau1)
+    np.testing.assert_allclose(u - pi @ u, u_self - pi @ u_self, atol=1e-14)
+    # a shift that would leave the unit ball is not made
+    far = MixingMeasure(100 * b1, b0, a, b, tau1=0.01)
+    np.testing.assert_array_equal(far.raw(reference=MixingMeasure(-100 * b1, b0, a, b,
+                                                                  tau1=0.01)).gate_atoms,
+                                  100 * b1)
 
 
 @pytest.mark.parametrize("module", ["mixing", "metrics", "datasets"])
