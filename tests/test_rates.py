@@ -175,8 +175,9 @@ def test_quick_command_writes_csv_slopes_and_figures(tmp_path, capsys):
     assert record["parts"][0]["n_grid"] == list(main.n_grid)
     assert record["study"] == "main" and record["quick"] is True
     assert record["commit"] == rates.git_state()["commit"]
-    # the bar; generous because the test machine is shared
-    assert wall < 120
+    # (its wall time, under a minute on a quiet machine, is reported by the
+    # command and in doc/rates.md: speed is not asserted in tests)
+    assert record["wall_seconds"] <= wall
 
     # slopes, tables and figures are a pure function of the CSV: --replot gives the same bytes
     outputs = ("slopes.csv", "tables.md", "family.csv", "estimator_vs_truth.csv", *figures)
