@@ -191,8 +191,7 @@ def test_outputs_go_to_a_temporary_folder_and_committed_ones_need_a_clean_tree(
         tmp_path, monkeypatch, capsys):
     from sklearn_cosmoe.rates import _cli
 
-    small = ["--quick", "--routers", "cosine", "--experts", "linear", "--settings",
-             "exact", "--inits", "truth", "--truths", "main", "--no-figure",
+    small = ["--study", "temperature", "--quick", "--routers", "cosine", "--no-figure",
              "--n-jobs", "1"]
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     assert rates.main(small) == 0
