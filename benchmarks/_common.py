@@ -4,7 +4,8 @@
   ``sklearn_cosmoe._model.predict`` (the package's own forward pass);
 * :func:`numpy_objective`: an independent, straightforward vectorised NumPy
   implementation of the least-squares objective and its exact gradient, written
-  from ``model.md`` section 2, with the package's flat parameter layout;
+  from the objective of the user guide (doc/user_guide/solver.rst, "The
+  objective"), with the package's flat parameter layout;
 * :func:`torch_objective`: the same formulas in PyTorch (float64, autograd).
 
 Only linear experts and dense gates are implemented in the two baselines: that
@@ -86,7 +87,7 @@ def make_model_data(n, d, k, *, router="perturbed_cosine", temperature=1.0,
 
 
 # --------------------------------------------------------------------------
-# the objective, written again from model.md section 2
+# the objective, written again from the user guide (doc/user_guide/solver.rst)
 # --------------------------------------------------------------------------
 def unpack(theta, k, d):
     kd = k * d

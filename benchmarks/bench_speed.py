@@ -13,7 +13,8 @@ estimator's default ridge ``alpha`` on the expert coefficients, ``d = 10``):
     gradient) driven by ``sklearn_cosmoe._solver.fit_least_squares`` (exact
     least squares for the experts alternating with L-BFGS-B);
 (b) NumPy + scipy: :func:`_common.numpy_objective`, vectorised NumPy written
-    again from model.md section 2, minimised by ``scipy.optimize.minimize``
+    again from the user guide (doc/user_guide/solver.rst, "The objective"),
+    minimised by ``scipy.optimize.minimize``
     (L-BFGS-B, exact gradient);
 (c) PyTorch float64 on the CPU (:func:`_common.torch_loss_fn`, autograd):
     full-batch Adam with a learning rate tuned on a grid, and

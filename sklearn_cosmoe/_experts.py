@@ -1,4 +1,6 @@
-"""Experts: the small models that the router mixes (model.md section 1).
+"""Experts: the small models that the router mixes.
+
+The user guide's :ref:`experts` (doc/user_guide/model.rst) defines them:
 
 Each expert ``i`` computes :math:`h(a_i^\\top x + b_i)` with
 
@@ -13,7 +15,9 @@ expert      :math:`h(z)`
 
 The feed-forward experts are bounded (or one-sided), so the prediction carries
 a learned output scale and intercept, :math:`f(x) = c + s \\sum_i g_i(x) h_i(x)`;
-for linear experts ``s = 1`` and ``c = 0`` are fixed.
+for linear experts ``s = 1`` and ``c = 0`` are fixed.  ``tanh`` and
+``sigmoid`` are odd up to a constant, so the sign of ``s`` is not determined
+by the data (user guide, :ref:`identifiability-transformations`).
 """
 
 from ._kernels import EXPERT_GELU, EXPERT_LINEAR, EXPERT_SIGMOID, EXPERT_TANH

@@ -1,4 +1,6 @@
-"""Routers: the score each expert gets for an input (model.md section 1).
+"""Routers: the score each expert gets for an input.
+
+The user guide's :ref:`routers` (doc/user_guide/model.rst) defines them:
 
 ======================  ============================================================
 router                  score :math:`s_i(x)`
@@ -30,7 +32,7 @@ def gate_atoms(gate_coef, router, tau1):
     ``beta1_i / (|beta1_i| + tau1)`` for the perturbed cosine router (a point
     of the open unit ball), ``beta1_i / |beta1_i|`` for the cosine router
     (a zero vector stays zero) and ``beta1_i`` for the linear router
-    (model.md section 3).
+    (user guide, :ref:`canonical-form`).
 
     Parameters
     ----------

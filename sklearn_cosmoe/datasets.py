@@ -1,4 +1,4 @@
-r"""Synthetic data drawn from a cosine-router mixture of experts (model.md section 1).
+r"""Synthetic data drawn from a cosine-router mixture of experts (user guide: :ref:`model`).
 
 .. math::
 

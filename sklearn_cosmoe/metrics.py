@@ -1,23 +1,26 @@
-r"""Parameter-estimation metrics: the Voronoi losses of model.md section 4.
+r"""Parameter-estimation metrics: the Voronoi losses of the user guide's :ref:`voronoi-losses`.
 
-Both measures are first put in canonical form
+By default both measures are first put in canonical form
 (:meth:`sklearn_cosmoe.mixing.MixingMeasure.canonical`), so the losses are
 zero for every parameter set that gives the same model by the
-transformations of model.md section 3.
+transformations of :ref:`identifiability-transformations`.  ``form="raw"``
+gives the paper's loss on the raw parameters (:ref:`raw-voronoi-loss`).
+Fitted estimators are read by their attributes; this module imports no
+estimator class.
 """
 
 import numpy as np
 
-from ._estimator import CosineMoERegressor
 from .mixing import MixingMeasure
 
 _KINDS = ("D1", "D2")
+_FORMS = ("canonical", "raw")
 
 
-def voronoi_loss(fitted, true, kind="D1"):
+def voronoi_loss(fitted, true, kind="D1", *, form="canonical"):
     r"""Voronoi loss between a fitted and a true mixing measure.
 
-    With canonical weights and atoms :math:`(\pi_i, \omega_i)` of the fitted
+    With the weights and atoms :math:`(\pi_i, \omega_i)` of the fitted
     measure ``G`` and :math:`(\pi^*_j, \omega^*_j)` of the true ``G*``, each
     fitted atom joins the Voronoi cell of its nearest true atom,
 
@@ -36,7 +39,9 @@ def voronoi_loss(fitted, true, kind="D1"):
     :math:`D_2` is the same except that cells holding more than one fitted
     atom (:math:`|A_j| > 1`, over-specified) use the squared distance
     :math:`\|\omega_i - \omega^*_j\|^2`.  An empty cell contributes
-    :math:`\pi^*_j`.
+    :math:`\pi^*_j`.  The weights and atoms are those of the canonical form
+    (:meth:`~sklearn_cosmoe.mixing.MixingMeasure.canonical`) or of the raw
+    form (:meth:`~sklearn_cosmoe.mixing.MixingMeasure.raw`).
 
     Parameters
     ----------
@@ -46,6 +51,15 @@ def voronoi_loss(fitted, true, kind="D1"):
     true : CosineMoERegressor or MixingMeasure
         Reference measure ``G*``; it may have fewer atoms than ``fitted``.
     kind : {"D1", "D2"}, default="D1"
+    form : {"canonical", "raw"}, default="canonical"
+        ``"canonical"``: atoms with every symmetry of the model removed, the
+        loss is zero between any two parameter sets of the same model;
+        ``"raw"``: the gate atom is :math:`\beta_{1i}` itself, as in the
+        paper's loss, with the translation of the gates removed (the fitted
+        measure is put in the truth's normalisation,
+        :meth:`~sklearn_cosmoe.mixing.MixingMeasure.raw`); it sees the length
+        of a cosine router's :math:`\beta_{1i}`, which the data do not
+        determine.
 
     Returns
     -------
@@ -54,7 +68,7 @@ def voronoi_loss(fitted, true, kind="D1"):
     Raises
     ------
     ValueError
-        If ``kind`` is unknown, or the measures differ in router, ``tau1``
+        If ``kind`` or ``form`` is unknown, or the measures differ in router, ``tau1``
         (perturbed cosine router), expert family or number of features.
 
     Notes
@@ -75,10 +89,15 @@ def voronoi_loss(fitted, true, kind="D1"):
     """
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}; got {kind!r}.")
+    if form not in _FORMS:
+        raise ValueError(f"form must be one of {_FORMS}; got {form!r}.")
     fitted = _as_measure(fitted, "fitted")
     true = _as_measure(true, "true")
     _check_compatible(fitted, true)
-    G, G_true = fitted.canonical(), true.canonical()
+    if form == "canonical":
+        G, G_true = fitted.canonical(), true.canonical()
+    else:  # the fitted measure takes the truth's normalisation of the gates
+        G, G_true = fitted.raw(reference=true), true.raw()
     atoms, atoms_true = G.atoms, G_true.atoms
     dist = np.linalg.norm(atoms[:, None, :] - atoms_true[None, :, :], axis=2)
     cell = np.argmin(dist, axis=1)  # ties go to the first true atom
@@ -96,7 +115,7 @@ def voronoi_loss(fitted, true, kind="D1"):
 def _as_measure(value, name):
     if isinstance(value, MixingMeasure):
         return value
-    if isinstance(value, CosineMoERegressor):
+    if hasattr(value, "fit") and hasattr(value, "gate_coef_"):
         return MixingMeasure.from_estimator(value)
     raise ValueError(
         f"{name} must be a fitted CosineMoERegressor or a MixingMeasure; got "

@@ -6,10 +6,11 @@ A mixture of ``k`` experts is the discrete measure
 
     G = \sum_{i=1}^{k} \exp(\beta_{0i})\, \delta_{(\beta_{1i}, a_i, b_i)},
 
-and the data determine it only up to the transformations of model.md
-section 3 (permutation of the experts, a common shift of the
-:math:`\beta_{0i}`, the flat directions of each router).  The *canonical
-form* removes them:
+and the data determine it only up to the transformations of the user guide's
+:ref:`identifiability-transformations` (permutation of the experts, a common
+shift of the :math:`\beta_{0i}`, the flat directions of each router, the
+sign of odd experts).  The *canonical form* (:ref:`canonical-form`) removes
+them:
 
 .. math::
 
@@ -19,14 +20,21 @@ form* removes them:
 
 with the gate atom :math:`u_i = \beta_{1i} / (\|\beta_{1i}\| + \tau_1)`
 (perturbed cosine router), :math:`\beta_{1i} / \|\beta_{1i}\|` (cosine) or
-:math:`\beta_{1i}` (linear).  Every parameter comparison of the package
-(:func:`sklearn_cosmoe.metrics.voronoi_loss`) works on canonical forms.
+:math:`\beta_{1i}` (linear), and the expert parameters :math:`(a_i, b_i)`
+taken with the sign that makes the output scale ``s`` non-negative
+(``tanh`` and ``sigmoid`` experts).  Every parameter comparison of the
+package (:func:`sklearn_cosmoe.metrics.voronoi_loss`) works on canonical
+forms by default; the *raw form* (:ref:`raw-voronoi-loss`) keeps
+:math:`\beta_{1i}` itself, as the paper's Voronoi loss is written.
 
 Feed-forward experts carry an output scale ``s`` and intercept ``c``
 common to all experts, :math:`f(x) = c + s \sum_i g_i(x) h(a_i^\top x + b_i)`.
 They are kept with the measure (so that it describes the model completely)
 but are not part of its atoms; the truth of the theory has ``s = 1`` and
 ``c = 0``.
+
+The module needs no estimator class: :meth:`MixingMeasure.from_estimator`
+reads a fitted estimator's attributes (``gate_coef_``, ``router``, ...).
 """
 
 from dataclasses import dataclass
@@ -34,26 +42,35 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ._estimator import CosineMoERegressor
 from ._experts import EXPERTS
 from ._model import MoEParams
 from ._routers import ROUTERS, gate_atoms
 
+#: Fitted attributes and hyperparameters that :meth:`MixingMeasure.from_estimator` reads.
+_ESTIMATOR_ATTRIBUTES = ("gate_coef_", "gate_intercept_", "expert_coef_",
+                         "expert_intercept_", "output_scale_", "output_intercept_",
+                         "router", "tau1", "expert")
+#: Experts with h(-z) = -h(z) (linear, tanh) or 1 - h(z) (sigmoid): (s, a, b) and
+#: (-s, -a, -b) give the same model, with c -> c + s for the sigmoid.  (A
+#: fitted linear expert has s = 1; a measure built by hand may not.)
+_ODD_EXPERTS = ("linear", "tanh", "sigmoid")
+
 
 @dataclass(frozen=True)
 class CanonicalMeasure:
-    """Canonical form of a mixing measure (model.md section 3).
+    """Canonical (or raw) form of a mixing measure (:ref:`canonical-form`).
 
     Parameters
     ----------
     weights : ndarray of shape (n_experts,)
         :math:`\\pi = \\operatorname{softmax}(\\beta_0)`; sums to one.
     gate_atoms : ndarray of shape (n_experts, n_features)
-        Centred gate atoms :math:`\\tilde u_i = u_i - \\sum_j \\pi_j u_j`.
+        Centred gate atoms :math:`\\tilde u_i = u_i - \\sum_j \\pi_j u_j`
+        (raw form: :math:`\\beta_{1i}`, centred under the linear router only).
     expert_coef : ndarray of shape (n_experts, n_features)
-        :math:`a_i`.
+        :math:`a_i`, with the sign of the odd-expert symmetry fixed.
     expert_intercept : ndarray of shape (n_experts,)
-        :math:`b_i`.
+        :math:`b_i`, with the sign of the odd-expert symmetry fixed.
     """
 
     weights: np.ndarray
@@ -154,7 +171,13 @@ class MixingMeasure:
 
     @classmethod
     def from_estimator(cls, estimator):
-        """The mixing measure of a fitted :class:`~sklearn_cosmoe.CosineMoERegressor`.
+        """The mixing measure of a fitted estimator, read from its attributes.
+
+        Any fitted object with the attributes of
+        :class:`~sklearn_cosmoe.CosineMoERegressor` will do (duck typing):
+        ``gate_coef_``, ``gate_intercept_``, ``expert_coef_``,
+        ``expert_intercept_``, ``output_scale_``, ``output_intercept_`` and
+        the hyperparameters ``router``, ``tau1`` and ``expert``.
 
         Parameters
         ----------
@@ -164,13 +187,27 @@ class MixingMeasure:
         Returns
         -------
         MixingMeasure
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If ``estimator`` is an estimator that is not fitted yet.
+        ValueError
+            If ``estimator`` lacks one of the attributes above.
         """
-        if not isinstance(estimator, CosineMoERegressor):
+        if not hasattr(estimator, "fit"):
             raise ValueError(
-                "estimator must be a fitted CosineMoERegressor; got "
+                "estimator must be a fitted CosineMoERegressor (an estimator with "
+                f"the attributes {_ESTIMATOR_ATTRIBUTES}); got "
                 f"{type(estimator).__name__}."
             )
         check_is_fitted(estimator)
+        missing = [name for name in _ESTIMATOR_ATTRIBUTES if not hasattr(estimator, name)]
+        if missing:
+            raise ValueError(
+                "estimator must be a fitted CosineMoERegressor; "
+                f"{type(estimator).__name__} has no attribute(s) {missing}."
+            )
         return cls(estimator.gate_coef_, estimator.gate_intercept_,
                    estimator.expert_coef_, estimator.expert_intercept_,
                    router=estimator.router, tau1=estimator.tau1,
@@ -210,34 +247,85 @@ class MixingMeasure:
                          self.output_scale, self.output_intercept)
 
     def canonical(self):
-        r"""Canonical form: weights, centred gate atoms and atoms (model.md section 3).
+        r"""Canonical form: weights, centred gate atoms and atoms (:ref:`canonical-form`).
 
         .. math::
 
             \pi = \operatorname{softmax}(\beta_0), \qquad
             \tilde u_i = u_i - \textstyle\sum_j \pi_j u_j, \qquad
-            \omega_i = (\tilde u_i, a_i, b_i).
+            \omega_i = (\tilde u_i, \epsilon a_i, \epsilon b_i),
+
+        with :math:`\epsilon = -1` for ``linear``, ``tanh`` and ``sigmoid``
+        experts with a negative output scale and :math:`\epsilon = 1`
+        otherwise.
 
         It is the same for every parameter set that gives the same model by a
         permutation of the experts, a common shift of :math:`\beta_0`, a
-        rescaling of a :math:`\beta_{1i}` (cosine router) or a common shift of
+        rescaling of a :math:`\beta_{1i}` (cosine router), a common shift of
         the gate atoms (all routers; it must keep them in the unit ball or on
-        the sphere for the cosine routers), up to the order of the atoms.
+        the sphere for the cosine routers) or the sign symmetry of odd
+        experts, :math:`(s, a, b) \to (-s, -a, -b)` (``linear``, ``tanh``) and
+        :math:`(s, c, a, b) \to (-s, c + s, -a, -b)` (``sigmoid``), up to the
+        order of the atoms.
 
         Returns
         -------
         CanonicalMeasure
         """
-        shifted = self.gate_intercept - self.gate_intercept.max()
-        weights = np.exp(shifted)
-        weights /= weights.sum()
+        weights = self._weights()
         u = gate_atoms(self.gate_coef, self.router, self.tau1)
-        return CanonicalMeasure(
-            weights=weights,
-            gate_atoms=u - weights @ u,
-            expert_coef=self.expert_coef.copy(),
-            expert_intercept=self.expert_intercept.copy(),
-        )
+        return self._form(weights, u - weights @ u)
+
+    def raw(self, reference=None):
+        r"""Raw form, the parameters of the paper's Voronoi loss (:ref:`raw-voronoi-loss`).
+
+        The weights are :math:`\exp(\beta_{0i})` with the common shift of
+        :math:`\beta_0` removed, :math:`\pi = \operatorname{softmax}(\beta_0)`;
+        the gate parameters are :math:`\beta_{1i}` themselves, with the
+        translation of the gates removed where the router has one: centred,
+        :math:`\beta_{1i} - \sum_j \pi_j \beta_{1j}`, under the linear router;
+        under the perturbed cosine router, given a ``reference``, the gate
+        atoms :math:`u_i` are shifted together so that their weighted mean is
+        the reference's, and mapped back,
+        :math:`\beta_{1i} = v_i \tau_1 / (1 - \|v_i\|)` (unshifted if a shifted
+        atom would leave the unit ball); under the cosine router they are
+        taken as they are.  The expert parameters are those of
+        :meth:`canonical`.  Unlike the canonical form it sees the length of a
+        cosine router's :math:`\beta_{1i}`, which the data do not determine.
+
+        Parameters
+        ----------
+        reference : MixingMeasure, default=None
+            The measure whose normalisation the perturbed cosine router's gate
+            atoms are shifted to (the truth, in a loss); None: no shift.
+
+        Returns
+        -------
+        CanonicalMeasure
+        """
+        weights = self._weights()
+        b1 = self.gate_coef
+        if self.router == "linear":
+            return self._form(weights, b1 - weights @ b1)
+        if self.router == "perturbed_cosine" and reference is not None:
+            u = gate_atoms(b1, self.router, self.tau1)
+            target = reference._weights() @ gate_atoms(reference.gate_coef,
+                                                       reference.router, reference.tau1)
+            v = u - weights @ u + target
+            norms = np.linalg.norm(v, axis=1, keepdims=True)
+            if np.all(norms < 1):
+                return self._form(weights, v * self.tau1 / (1 - norms))
+        return self._form(weights, b1.copy())
+
+    def _weights(self):
+        weights = np.exp(self.gate_intercept - self.gate_intercept.max())
+        return weights / weights.sum()
+
+    def _form(self, weights, gate_atoms):
+        sign = -1.0 if self.expert in _ODD_EXPERTS and self.output_scale < 0 else 1.0
+        return CanonicalMeasure(weights=weights, gate_atoms=gate_atoms,
+                                expert_coef=sign * self.expert_coef,
+                                expert_intercept=sign * self.expert_intercept)
 
     def __repr__(self):
         tau = f", tau1={self.tau1:g}" if self.router == "perturbed_cosine" else ""

@@ -1,4 +1,4 @@
-"""Plain NumPy formulas of model.md, written independently of the kernels."""
+"""Plain NumPy formulas of the user guide (doc/user_guide/model.rst), written independently of the kernels."""
 
 import numpy as np
 from scipy.special import erf

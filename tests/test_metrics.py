@@ -12,7 +12,7 @@ ROUTERS = ["perturbed_cosine", "cosine", "linear"]
 TAU1 = 0.8
 
 
-# --- an independent brute-force reference of model.md sections 3 and 4 -------------
+# --- an independent brute-force reference of the user guide (identifiability.rst) ---
 
 def _reference_canonical(b1, b0, a, b, router, tau1):
     k = len(b0)
@@ -76,7 +76,7 @@ def test_agrees_with_brute_force_on_random_cases(router, kind):
 
 
 def _transformations(router, arrays, rng):
-    """Parameter sets that give the same model (model.md section 3)."""
+    """Parameter sets that give the same model (user guide, identifiability, section 1)."""
     b1, b0, a, b = (x.copy() for x in arrays)
     k = len(b0)
     perm = rng.permutation(k)
@@ -211,3 +211,69 @@ def test_errors():
     # tau1 does not matter to the other routers
     assert voronoi_loss(_measure(arrays, "cosine", tau1=1.0),
                         _measure(arrays, "cosine", tau1=3.0)) == 0.0
+
+
+EXPERTS = ["linear", "tanh", "sigmoid", "gelu"]
+
+
+def _with_output(arrays, router, expert, scale, intercept):
+    return MixingMeasure(*arrays, router=router, tau1=TAU1, expert=expert,
+                         output_scale=scale, output_intercept=intercept)
+
+
+@pytest.mark.parametrize("expert", EXPERTS)
+@pytest.mark.parametrize("router", ROUTERS)
+def test_zero_for_every_symmetric_copy_of_every_expert(router, expert):
+    rng = np.random.default_rng(6)
+    truth = _random(rng, 2, 2)  # the shift on the sphere is written for k = 2
+    if router == "perturbed_cosine":
+        truth = (truth[0] * 0.3,) + truth[1:]
+    s, c = (1.0, 0.0) if expert == "linear" else (1.3, -0.4)
+    G_true = _with_output(truth, router, expert, s, c)
+    spec = MoESpec(router=router, expert=expert, tau1=TAU1, temperature=0.5)
+    X = rng.uniform(-1, 1, (60, 2))
+    f_true = predict(X, G_true.to_params(), spec)
+    copies = {name: _with_output(arrays, router, expert, s, c)
+              for name, arrays in _transformations(router, truth, rng).items()}
+    b1, b0, a, b = truth
+    if expert in ("linear", "tanh"):  # h odd (a linear expert's s is 1 when fitted)
+        copies["sign"] = _with_output((b1, b0, -a, -b), router, expert, -s, c)
+    elif expert == "sigmoid":  # h(-z) = 1 - h(z)
+        copies["sign"] = _with_output((b1, b0, -a, -b), router, expert, -s, c + s)
+    for name, G in copies.items():
+        np.testing.assert_allclose(predict(X, G.to_params(), spec), f_true,
+                                   rtol=1e-12, atol=1e-12, err_msg=name)
+        for kind in ("D1", "D2"):
+            assert voronoi_loss(G, G_true, kind) == pytest.approx(0.0, abs=1e-12), name
+        if name in ("permutation", "bias shift", "sign", "gate shift",
+                    "gate shift in the ball"):
+            # the raw form removes these symmetries, not those of the cosine router
+            assert voronoi_loss(G, G_true, form="raw") == pytest.approx(0.0, abs=1e-12), name
+
+
+@pytest.mark.parametrize("expert, scale", [("gelu", -1.0), ("linear", 1.0)])
+def test_sign_flip_is_no_symmetry_otherwise(expert, scale):
+    # gelu is not odd; a linear expert with its fixed s = 1 cannot flip
+    rng = np.random.default_rng(7)
+    b1, b0, a, b = _random(rng, 2, 2)
+    G = _with_output((b1, b0, a, b), "cosine", expert, 1.0, 0.0)
+    flipped = _with_output((b1, b0, -a, -b), "cosine", expert, scale, 0.0)
+    spec = MoESpec(router="cosine", expert=expert)
+    X = rng.uniform(-1, 1, (40, 2))
+    assert not np.allclose(predict(X, G.to_params(), spec),
+                           predict(X, flipped.to_params(), spec))
+    assert voronoi_loss(flipped, G) > 0.5
+
+
+def test_raw_form_sees_the_length_of_cosine_gates():
+    rng = np.random.default_rng(8)
+    truth = _random(rng, 2, 2)
+    longer = (truth[0] * np.array([[2.0], [1.0]]),) + truth[1:]
+    G, G_true = _measure(longer, "cosine"), _measure(truth, "cosine")
+    assert voronoi_loss(G, G_true) == pytest.approx(0.0, abs=1e-12)
+    pi = np.exp(truth[1]) / np.exp(truth[1]).sum()
+    # one atom moved by |beta1_0| in its gate coordinates, nothing else changed
+    want = pi[0] * np.linalg.norm(truth[0][0])
+    assert voronoi_loss(G, G_true, form="raw") == pytest.approx(want, rel=1e-12)
+    with pytest.raises(ValueError, match="form must be one of"):
+        voronoi_loss(G, G_true, form="paper")

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from sklearn.base import BaseEstimator
 
 from sklearn_cosmoe import CosineMoERegressor
 from sklearn_cosmoe._model import MoEParams, MoESpec
@@ -29,7 +30,7 @@ def test_arrays_are_copied_and_caller_arrays_untouched():
 
 
 @pytest.mark.parametrize("router", ROUTERS)
-def test_canonical_matches_model_md(router):
+def test_canonical_matches_the_user_guide(router):
     rng = np.random.default_rng(1)
     b1, b0, a, b = _arrays(rng, k=4, d=3)
     tau1 = 0.7
@@ -114,3 +115,68 @@ def test_cosine_router_accepts_tau1_zero_and_zero_gate_rows():
                       router="cosine", tau1=0.0)
     np.testing.assert_array_equal(G.canonical().gate_atoms, 0.0)
     assert "cosine" in repr(G)
+
+
+class _Fitted(BaseEstimator):
+    """Not a CosineMoERegressor: an estimator with the same fitted attributes."""
+
+    def __init__(self, rng):
+        self.gate_coef_, self.gate_intercept_, self.expert_coef_, \
+            self.expert_intercept_ = _arrays(rng)
+        self.output_scale_, self.output_intercept_ = -2.0, 0.5
+        self.router, self.tau1, self.expert = "linear", 1.0, "tanh"
+
+    def fit(self, X, y):
+        return self
+
+
+def test_from_estimator_reads_attributes_by_duck_typing():
+    est = _Fitted(np.random.default_rng(4))
+    G = MixingMeasure.from_estimator(est)
+    np.testing.assert_array_equal(G.expert_coef, est.expert_coef_)
+    assert (G.router, G.expert, G.output_scale) == ("linear", "tanh", -2.0)
+    # negative output scale of a tanh expert: the canonical form flips the experts
+    np.testing.assert_array_equal(G.canonical().expert_coef, -est.expert_coef_)
+    np.testing.assert_array_equal(G.raw().expert_intercept, -est.expert_intercept_)
+    del est.output_scale_
+    with pytest.raises(ValueError, match=r"no attribute\(s\) \['output_scale_'\]"):
+        MixingMeasure.from_estimator(est)
+
+
+def test_raw_form():
+    rng = np.random.default_rng(5)
+    b1, b0, a, b = _arrays(rng)
+    pi = np.exp(b0) / np.exp(b0).sum()
+    for router in ROUTERS:
+        raw = MixingMeasure(b1, b0, a, b, router=router).raw()
+        np.testing.assert_allclose(raw.weights, pi, rtol=1e-14)
+        want = b1 - pi @ b1 if router == "linear" else b1
+        np.testing.assert_allclose(raw.gate_atoms, want, rtol=1e-14, atol=1e-15)
+        np.testing.assert_array_equal(raw.expert_coef, a)
+    # perturbed router: the gate atoms take the reference's weighted mean
+    tau1 = 2.0
+    G = MixingMeasure(b1, b0, a, b, tau1=tau1)
+    ref = MixingMeasure(2 * b1[::-1], b0, a, b, tau1=tau1)
+    raw = G.raw(reference=ref)
+    u = raw.gate_atoms / (np.linalg.norm(raw.gate_atoms, axis=1, keepdims=True) + tau1)
+    u_ref = 2 * b1[::-1] / (np.linalg.norm(2 * b1[::-1], axis=1, keepdims=True) + tau1)
+    np.testing.assert_allclose(pi @ u, pi @ u_ref, rtol=1e-12)
+    u_self = b1 / (np.linalg.norm(b1, axis=1, keepdims=True) + tau1)
+    np.testing.assert_allclose(u - pi @ u, u_self - pi @ u_self, atol=1e-14)
+    # a shift that would leave the unit ball is not made
+    far = MixingMeasure(100 * b1, b0, a, b, tau1=0.01)
+    np.testing.assert_array_equal(far.raw(reference=MixingMeasure(-100 * b1, b0, a, b,
+                                                                  tau1=0.01)).gate_atoms,
+                                  100 * b1)
+
+
+@pytest.mark.parametrize("module", ["mixing", "metrics", "datasets"])
+def test_no_estimator_import(module):
+    # layering: these modules sit below the estimator and read it by attributes
+    import ast
+    import importlib
+
+    source = importlib.import_module(f"sklearn_cosmoe.{module}").__file__
+    tree = ast.parse(open(source).read())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "_estimator" not in imported and "sklearn_cosmoe._estimator" not in imported
