@@ -1,4 +1,4 @@
-"""Kernels against the plain NumPy formulas of model.md."""
+"""Kernels against the plain NumPy formulas of the user guide (tests/reference.py)."""
 
 import math
 
