@@ -37,9 +37,7 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 import warnings
@@ -62,10 +60,10 @@ from sklearn_cosmoe._model import MoEParams, MoESpec, objective
 from sklearn_cosmoe._solver import fit_least_squares, initial_params
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (fmt_time, make_model_data, numpy_objective,  # noqa: E402
-                     package_revision, time_call, time_samples, torch_loss_fn)
+from _common import (fmt_time, git_describe, make_model_data,  # noqa: E402
+                     numpy_objective, output_folder, package_revision, time_call,
+                     time_samples, torch_loss_fn)
 
-RESULTS = Path(__file__).resolve().parent / "results"
 D = 10
 # the estimator's defaults (ridge alpha included)
 SPEC = MoESpec(router="perturbed_cosine", tau1=1.0, tau2=1.0, temperature=1.0,
@@ -777,35 +775,6 @@ def write_report(report, path):
     path.write_text("\n".join(L))
 
 
-# --------------------------------------------------------------------------
-def git_describe():
-    """``git describe --always --dirty`` of the checkout, or ``'unknown'``."""
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"],
-                              cwd=RESULTS.parent, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def output_folder(out):
-    """Where to write: ``out``, or a new temporary folder when it is None.
-
-    Refuses the committed ``benchmarks/results`` (or a folder inside it) when
-    the working tree has uncommitted changes, whose numbers no commit could
-    reproduce.
-    """
-    if out is None:
-        return Path(tempfile.mkdtemp(prefix="bench_speed_"))
-    resolved = out.resolve()
-    if resolved == RESULTS or RESULTS in resolved.parents:
-        revision = git_describe()
-        if revision == "unknown" or revision.endswith("-dirty"):
-            sys.exit(f"refusing to write into {RESULTS}: the working tree is not clean "
-                     f"(git describe: {revision}). Commit first, or pass another --out.")
-    return out
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -826,7 +795,7 @@ def main(argv=None):
     parser.add_argument("--from-json", type=Path, default=None,
                         help="only rewrite speed.md from a speed.json of an earlier run")
     args = parser.parse_args(argv)
-    args.out = output_folder(args.out)
+    args.out = output_folder(args.out, prefix="bench_speed_")
     if args.from_json:
         with open(args.from_json) as fh:
             report = json.load(fh)

@@ -15,12 +15,10 @@ fit.
 from dataclasses import replace
 
 import numpy as np
-from scipy.optimize import minimize
 
 from ._classifier_model import ClassifierParams, objective
 from ._model import row_norms
-from ._parallel import single_threaded_blas
-from ._solver import FitResult, _gate_length, spherical_kmeans
+from ._solver import FitResult, _gate_length, lbfgs_with_restart, spherical_kmeans
 
 
 def initial_params(X, y, sample_weight, spec, n_experts, n_classes, rng, x_norms=None):
@@ -39,25 +37,15 @@ def initial_params(X, y, sample_weight, spec, n_experts, n_classes, rng, x_norms
 
 
 def _lbfgs(params, args, max_iter, tol):
-    """One L-BFGS-B run; a failed line search gets one restart with fresh memory.
+    """:func:`~sklearn_cosmoe._solver.lbfgs_with_restart` on the objective.
 
     Returns ``params, loss, n_iter, reason`` with ``reason`` None when
     L-BFGS-B's tolerance tests passed, else ``"max_iter"`` or
     ``"line_search"``.
     """
-    shape = params.shape
-    theta, n_iter = params.to_vector(), 0
-    for _ in range(2):
-        with single_threaded_blas():
-            result = minimize(objective, theta, args=args, jac=True, method="L-BFGS-B",
-                              options={"maxiter": max_iter - n_iter, "ftol": tol,
-                                       "gtol": tol})
-        n_iter += result.nit
-        theta = result.x
-        if result.status != 2 or n_iter >= max_iter:
-            break
-    reason = {0: None, 1: "max_iter"}.get(result.status, "line_search")
-    return ClassifierParams.from_vector(theta, shape), result.fun, max(n_iter, 1), reason
+    theta, loss, n_iter, reason = lbfgs_with_restart(
+        lambda theta: objective(theta, *args), params.to_vector(), max_iter, tol)
+    return ClassifierParams.from_vector(theta, params.shape), loss, n_iter, reason
 
 
 def fit_likelihood(X, y, sample_weight, params, spec, *, max_iter=1000, tol=1e-7,

@@ -248,21 +248,46 @@ def update_linear_experts(X, y, sample_weight, params, spec, x_norms=None):
     return params
 
 
-def _lbfgs(params, args, spec, max_iter, tol, experts_only=False):
-    """One L-BFGS-B run; a failed line search gets one restart with fresh memory.
+def lbfgs_with_restart(fun, theta, max_iter, tol):
+    """Minimise ``fun`` (loss and gradient) by L-BFGS-B from ``theta``.
 
     L-BFGS-B's own tests (``ftol`` on the relative decrease, ``gtol`` on the
     projected gradient) are the convergence tests: status 0 is the only
     success.  A failed line search often comes from a stale curvature
-    memory; the restart keeps what the run had reached.  ``experts_only``
-    holds the router fixed and moves the expert parameters (and the output
-    scale and intercept) alone.
+    memory, so it gets one restart from where the run stopped.  BLAS is held
+    to one thread meanwhile: its threads would spin on L-BFGS-B's tiny
+    operations.
+
+    Returns
+    -------
+    theta, loss, n_iter, reason
+        ``reason`` is None when a test passed, else ``"max_iter"`` or
+        ``"line_search"``; a start that already passes the tests counts as one
+        iteration (the test).
+    """
+    n_iter = 0
+    for _ in range(2):
+        with single_threaded_blas():
+            result = minimize(fun, theta, jac=True, method="L-BFGS-B",
+                              options={"maxiter": max_iter - n_iter, "ftol": tol,
+                                       "gtol": tol})
+        n_iter += result.nit
+        theta = result.x
+        if result.status != 2 or n_iter >= max_iter:
+            break
+    reason = {0: None, 1: "max_iter"}.get(result.status, "line_search")
+    return theta, result.fun, max(n_iter, 1), reason
+
+
+def _lbfgs(params, args, spec, max_iter, tol, experts_only=False):
+    """:func:`lbfgs_with_restart` on the objective, from ``params``.
+
+    ``experts_only`` holds the router fixed and moves the expert parameters
+    (and the output scale and intercept) alone.
 
     Returns
     -------
     params, loss, n_iter, reason
-        ``reason`` is None when a test passed, else ``"max_iter"`` or
-        ``"line_search"``.
     """
     shape = params.shape
     theta = params.to_vector(spec)
@@ -277,20 +302,8 @@ def _lbfgs(params, args, spec, max_iter, tol, experts_only=False):
         loss, grad = objective(full, *args)
         return loss, grad[free]
 
-    sub, n_iter = theta[free], 0
-    for _ in range(2):
-        with single_threaded_blas():  # BLAS threads spin on L-BFGS-B's tiny operations
-            result = minimize(fun, sub, jac=True, method="L-BFGS-B",
-                              options={"maxiter": max_iter - n_iter, "ftol": tol,
-                                       "gtol": tol})
-        n_iter += result.nit
-        sub = result.x
-        if result.status != 2 or n_iter >= max_iter:
-            break
-    theta[free] = sub
-    reason = {0: None, 1: "max_iter"}.get(result.status, "line_search")
-    # a start that already passes the tests counts as one iteration: the test
-    return MoEParams.from_vector(theta, shape, spec), result.fun, max(n_iter, 1), reason
+    theta[free], loss, n_iter, reason = lbfgs_with_restart(fun, theta[free], max_iter, tol)
+    return MoEParams.from_vector(theta, shape, spec), loss, n_iter, reason
 
 
 def fit_least_squares(X, y, sample_weight, params, spec, *, max_iter=1000,
