@@ -77,13 +77,20 @@ def _vector(name, a, size):
     return a
 
 
-def _params(X, gate_coef, gate_intercept, expert_coef, expert_intercept):
-    d = X.shape[1]
-    gate_coef = _matrix("gate_coef", gate_coef, n_cols=d)
+def _gate_params(X, gate_coef, gate_intercept):
+    """The router's parameters, checked against ``X``'s width and each other."""
+    gate_coef = _matrix("gate_coef", gate_coef, n_cols=X.shape[1])
     k = gate_coef.shape[0]
     if k < 1:
         raise ValueError("gate_coef must have at least one row (one expert).")
-    return (gate_coef, _vector("gate_intercept", gate_intercept, k),
+    return gate_coef, _vector("gate_intercept", gate_intercept, k)
+
+
+def _params(X, gate_coef, gate_intercept, expert_coef, expert_intercept):
+    d = X.shape[1]
+    gate_coef, gate_intercept = _gate_params(X, gate_coef, gate_intercept)
+    k = gate_coef.shape[0]
+    return (gate_coef, gate_intercept,
             _matrix("expert_coef", expert_coef, k, d),
             _vector("expert_intercept", expert_intercept, k))
 

@@ -13,8 +13,8 @@ import numpy as np
 from numba import types
 
 from . import _jit_classifier, _jit_loss
-from ._kernels import (_SIG_FINISH, _TILE_PRODUCT, _codes, _matrix, _run, _vector,
-                       n_blocks)
+from ._kernels import (_SIG_FINISH, _TILE_PRODUCT, _codes, _gate_params, _matrix, _run,
+                       _vector, n_blocks)
 from ._jit_tiles import EXPERT_LINEAR, TILE
 from ._parallel import compiled
 
@@ -30,10 +30,8 @@ _SIG_CLASSIFIER = types.void(_IN2, _IN1, _INT1, _IN1, _IN2, _IN1, _IN2, _IN1,
 
 def _params(X, gate_coef, gate_intercept, expert_coef, expert_intercept):
     d = X.shape[1]
-    gate_coef = _matrix("gate_coef", gate_coef, n_cols=d)
+    gate_coef, gate_intercept = _gate_params(X, gate_coef, gate_intercept)
     k = gate_coef.shape[0]
-    if k < 1:
-        raise ValueError("gate_coef must have at least one row (one expert).")
     expert_coef = np.asarray(expert_coef)
     if expert_coef.ndim != 3 or expert_coef.shape[0] != k or expert_coef.shape[2] != d:
         raise ValueError(f"expert_coef has shape {expert_coef.shape}; expected "
@@ -42,7 +40,7 @@ def _params(X, gate_coef, gate_intercept, expert_coef, expert_intercept):
     if n_classes < 2:
         raise ValueError(f"expert_coef must have at least 2 classes; got {n_classes}.")
     expert_intercept = _matrix("expert_intercept", expert_intercept, k, n_classes)
-    return (gate_coef, _vector("gate_intercept", gate_intercept, k),
+    return (gate_coef, gate_intercept,
             _matrix("expert_coef", expert_coef.reshape(k * n_classes, d)),
             expert_intercept.reshape(-1)), n_classes
 
