@@ -134,7 +134,7 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         expert="linear",
         alpha=1e-4,
         max_iter=1000,
-        tol=1e-7,
+        tol=1e-6,
         n_init=1,
         random_state=None,
         verbose=0,
