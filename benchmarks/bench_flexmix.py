@@ -169,7 +169,8 @@ def cell(n, d, k, temperature, repeats, n_test, timeout, methods):
     X_test, y_test, f_test, _, _ = make_model_data(n_test, d, k, router="linear",
                                                    temperature=temperature, sample_seed=1)
     row = {"n": n, "d": d, "k": k, "temperature": temperature,
-           "noise_mse": float(np.mean((y_test - f_test) ** 2))}
+           "noise_mse": float(np.mean((y_test - f_test) ** 2)),
+           "load_average": os.getloadavg()[0]}
     if "flexmix" in methods:
         row["flexmix"] = run_flexmix(X, y, X_test, y_test, k, repeats, timeout)
     for router in ("linear", "perturbed_cosine"):
@@ -213,7 +214,9 @@ def write_report(report, path):
          "L-BFGS iterations), components flexmix kept, and training / held-out MSE "
          "divided by the noise variance (1.000 = the noise floor of the true function).", "",
          "Goal: the package at least 100x faster than flexmix at equal or lower held-out "
-         "MSE (within 0.1 %).", ""]
+         "MSE (within 0.1 %).", "",
+         "load: the machine's 1-minute load average as the cell started (2 cores, shared "
+         "with other jobs).", ""]
     if np.isfinite(report["max_n_flexmix"]):
         L += [f"flexmix was not run above n = {report['max_n_flexmix']:.0f} (`--max-n-flexmix`): "
               "its time there was too long for this run; the package's columns are still "
@@ -222,8 +225,8 @@ def write_report(report, path):
         L += [f"## Truth temperature {temperature:g} "
               f"({'soft' if temperature >= 1 else 'sharp'} gates)", "",
               "| n | k | flexmix | package, linear router | package, perturbed cosine | "
-              "flexmix / linear | flexmix / perturbed |",
-              "|---|---|---|---|---|---|---|"]
+              "flexmix / linear | flexmix / perturbed | load |",
+              "|---|---|---|---|---|---|---|---|"]
         for row in report["rows"]:
             if row["temperature"] != temperature:
                 continue
@@ -232,7 +235,8 @@ def write_report(report, path):
             L.append(f"| {n} | {row['k']} | {describe(row.get('flexmix'), noise)} | "
                      f"{describe(row.get('linear'), noise)} | "
                      f"{describe(row.get('perturbed_cosine'), noise)} | "
-                     f"{verdict(row, 'linear')} | {verdict(row, 'perturbed_cosine')} |")
+                     f"{verdict(row, 'linear')} | {verdict(row, 'perturbed_cosine')} | "
+                     f"{row.get('load_average', float('nan')):.1f} |")
         L.append("")
     path.write_text("\n".join(L))
 
