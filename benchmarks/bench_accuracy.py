@@ -32,9 +32,7 @@ Protocol
 import argparse
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -56,16 +54,11 @@ import sklearn_cosmoe
 from sklearn_cosmoe import CosineMoERegressor, CosineMoERegressorCV
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROUTERS, make_model_data  # noqa: E402
+from _common import ROUTERS, git_describe, log, make_model_data, output_folder  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ROUTER_LABEL = {"perturbed_cosine": "MoE perturbed cosine", "cosine": "MoE cosine",
                 "linear": "MoE linear"}
 MODEL_DATA = {"n": 5000, "d": 5, "k": 4}
-
-
-def log(*args):
-    print(*args, flush=True)
 
 
 # --------------------------------------------------------------------------
@@ -198,12 +191,6 @@ def evaluate(model, grid, X, y, f, folds, inner_cv):
             "oracle": np.array(oracle) if oracle else None, "chosen": chosen}
 
 
-def git_describe():
-    root = Path(__file__).resolve().parent.parent
-    return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=root,
-                          capture_output=True, text=True).stdout.strip()
-
-
 # --------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------
@@ -319,14 +306,8 @@ def main(argv=None):
                         help="output directory (default: a new temporary one); "
                              "benchmarks/results only from a clean git tree")
     args = parser.parse_args(argv)
-    revision = git_describe()
-    if args.out is None:
-        args.out = Path(tempfile.mkdtemp(prefix="accuracy_"))
-    out = args.out.resolve()
-    if (out == RESULTS or RESULTS in out.parents) and revision.endswith("-dirty"):
-        sys.exit(f"refusing to write into {out}: the git tree is dirty ({revision}); "
-                 "commit first or pass another --out")
-    args.out.mkdir(parents=True, exist_ok=True)
+    revision = git_describe()     # at the start: the tree the numbers come from
+    args.out = output_folder(args.out, prefix="accuracy_")
     if args.threads:
         import numba
         from threadpoolctl import threadpool_limits

@@ -58,7 +58,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn_cosmoe import CosineMoERegressor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fmt_time, git_describe, make_model_data, output_folder  # noqa: E402
+from _common import (fmt_time, git_describe, make_model_data, output_folder,  # noqa: E402
+                     timed_fit)
 
 INSTALL_HINT = ("Rscript not found: install R and flexmix, e.g. "
                 "`apt-get install r-cran-flexmix` (Debian/Ubuntu) or "
@@ -135,11 +136,7 @@ def run_package(X, y, X_test, y_test, k, router, repeats):
     runs = []
     for r in range(repeats):
         reg = CosineMoERegressor(n_experts=k, router=router, random_state=r)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            t0 = time.perf_counter()
-            reg.fit(X, y)
-            elapsed = time.perf_counter() - t0
+        elapsed = timed_fit(reg, X, y)
         runs.append({"time": elapsed, "n_iter": int(reg.n_iter_),
                      "converged": bool(reg.converged_), "k_kept": k,
                      "train_mse": float(np.mean((y - reg.predict(X)) ** 2)),
