@@ -18,7 +18,11 @@ estimator's default ridge ``alpha`` on the expert coefficients, ``d = 10``):
     (L-BFGS-B, exact gradient);
 (c) PyTorch float64 on the CPU (:func:`_common.torch_loss_fn`, autograd):
     full-batch Adam with a learning rate tuned on a grid, and
-    ``torch.optim.LBFGS`` (strong Wolfe line search).
+    ``torch.optim.LBFGS`` (strong Wolfe line search);
+(d) in the race, scipy's L-BFGS-B and ``torch.optim.LBFGS`` on the package's
+    objective: the drivers of (b) and (c) with the package's kernel, so that
+    (b) / (d) and (c) / (d) are kernel-only ratios, apart from the end-to-end
+    ratios against (a).
 
 Sections: correctness of (b) and (c) against (a); time per loss+gradient
 evaluation; time to reach the same training loss (the best loss any method
