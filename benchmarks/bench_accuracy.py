@@ -411,7 +411,7 @@ def main(argv=None):
             log(f"  {m:22s} R² {res['r2'].mean():.4f} ± {res['r2'].std():.4f}, "
                 f"fit {res['fit_time'].mean():.2f} s/fold{extra}")
     total = time.perf_counter() - t_start
-    header.append(f"Total run time: {total:.0f} s")
+    header.insert(3, f"Total run time: {total:.0f} s  ")
     model_names = list(models)
     write_markdown(results, {k: v[3] for k, v in data.items()}, model_names, header,
                    args.out / "accuracy.md", n_folds)
