@@ -20,7 +20,12 @@ cell (``random_state`` / ``set.seed`` = 0, 1, ...), each timed around the fit
 call alone, after the package's numba kernels were compiled by a small
 untimed fit (R: ``system.time`` inside the R process, so R's start-up and data
 reading are not counted; Python: ``time.perf_counter`` around ``fit``), the
-statistic is the median.  Iterations and MSEs are the medians of the same
+statistic is the median.  CPU time is recorded beside wall time (R: user +
+system time of the fit; Python: ``time.process_time``, every thread of the
+process) and the goal's verdict uses it: flexmix runs single-threaded (R's
+reference BLAS), so its CPU time is its wall time on an idle core, while the
+package is charged for all its threads; on a shared machine the wall time
+of a long fit swells with the other jobs' load.  Iterations and MSEs are the medians of the same
 runs.  flexmix's prediction is computed here from its fitted coefficients
 (gate ``softmax([1, x] Gamma)``, experts ``[1, x] B``, prediction
 ``sum_i g_i h_i``), on the training rows and on a held-out sample of
