@@ -13,14 +13,16 @@ is the model that the speed benchmark races.
 """
 
 import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
+import warnings
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_cosmoe._model import MoEParams, MoESpec, predict
+
+# kept importable from here, where the benchmarks have always found them
+from _output import RESULTS, git_describe, output_folder  # noqa: E402, F401
 
 ROUTERS = ("perturbed_cosine", "cosine", "linear")
 
@@ -203,6 +205,11 @@ def torch_loss_fn(X, y, w, k, spec):
 # --------------------------------------------------------------------------
 # timing
 # --------------------------------------------------------------------------
+def log(*args):
+    """Print at once (the benchmarks' progress goes to a log file)."""
+    print(*args, flush=True)
+
+
 def time_samples(fn, *, min_time=0.5, max_repeat=50, warmup=1):
     """Wall times of repeated ``fn()`` calls that fill about ``min_time`` s."""
     for _ in range(warmup):
@@ -216,6 +223,15 @@ def time_samples(fn, *, min_time=0.5, max_repeat=50, warmup=1):
         if time.perf_counter() - start > min_time and len(times) >= 3:
             break
     return times
+
+
+def timed_fit(model, X, y):
+    """Wall time of ``model.fit(X, y)``, convergence warnings silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        t0 = time.perf_counter()
+        model.fit(X, y)
+        return time.perf_counter() - t0
 
 
 def time_call(fn, **kwargs):
@@ -235,10 +251,7 @@ def fmt_time(t):
 
 def package_revision():
     """Short git revision of the package, with '+dirty' if sklearn_cosmoe/ has edits."""
-    import subprocess
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
+    root = RESULTS.parent.parent
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
                              capture_output=True, text=True, check=True).stdout.strip()
@@ -247,39 +260,3 @@ def package_revision():
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return rev + ("+dirty" if dirty else "")
-
-
-# --------------------------------------------------------------------------
-# where results go
-# --------------------------------------------------------------------------
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def git_describe():
-    """``git describe --always --dirty`` of the checkout, or ``'unknown'``."""
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"],
-                              cwd=RESULTS.parent, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def output_folder(out, prefix="bench_"):
-    """Where to write: ``out``, or a new temporary folder when it is None.
-
-    Refuses the committed ``benchmarks/results`` (or a folder inside it) when
-    the working tree has uncommitted changes, whose numbers no commit could
-    reproduce.
-    """
-    if out is None:
-        return Path(tempfile.mkdtemp(prefix=prefix))
-    out = Path(out)
-    resolved = out.resolve()
-    if resolved == RESULTS or RESULTS in resolved.parents:
-        revision = git_describe()
-        if revision == "unknown" or revision.endswith("-dirty"):
-            sys.exit(f"refusing to write into {RESULTS}: the working tree is not clean "
-                     f"(git describe: {revision}). Commit first, or pass another --out.")
-    out.mkdir(parents=True, exist_ok=True)
-    return out

@@ -10,9 +10,13 @@ Protocol
 * Score: R² on the test folds of a 5-fold ``KFold(shuffle=True, random_state=0)``,
   mean ± sd over the folds, and the fit time per fold.
 * Tuning is nested: inside each outer training fold every model is tuned by a
-  ``GridSearchCV`` with the same budget (4 candidates, 3-fold inner CV by
-  default, ``--inner-cv``) and
-  refitted on the whole training fold.
+  ``GridSearchCV`` with the same budget (a grid of ``GRID_SIZE`` = 8
+  candidates for every model, 3-fold inner CV by default, ``--inner-cv``) and
+  refitted on the whole training fold.  The grids tune what each model's
+  users tune: the ridge penalty; the MLP's width and ``alpha``; the boosted
+  trees' ``learning_rate``, ``max_leaf_nodes`` and ``max_iter`` with early
+  stopping; the mixture's ``n_experts`` and ``temperature``, never at the
+  values the model data are drawn with (4 experts, temperatures 1 and 0.1).
 * Competitors: ``Ridge``, ``MLPRegressor``, ``HistGradientBoostingRegressor``,
   and ``CosineMoERegressor`` with each router; ``RidgeCV`` and
   ``CosineMoERegressorCV`` (``MoE CV``, perturbed cosine router) with their
@@ -30,11 +34,10 @@ Protocol
 """
 
 import argparse
+import importlib.util
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -47,7 +50,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.metrics import r2_score
-from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.model_selection import GridSearchCV, KFold, ParameterGrid
 from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -56,16 +59,12 @@ import sklearn_cosmoe
 from sklearn_cosmoe import CosineMoERegressor, CosineMoERegressorCV
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROUTERS, make_model_data  # noqa: E402
+from _common import ROUTERS, git_describe, log, make_model_data, output_folder  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ROUTER_LABEL = {"perturbed_cosine": "MoE perturbed cosine", "cosine": "MoE cosine",
                 "linear": "MoE linear"}
 MODEL_DATA = {"n": 5000, "d": 5, "k": 4}
-
-
-def log(*args):
-    print(*args, flush=True)
+MODEL_TEMPERATURES = {"soft": 1.0, "sharp": 0.1}
 
 
 # --------------------------------------------------------------------------
@@ -115,17 +114,21 @@ def datasets(quick, only=None):
     if quick:
         n = 2000
     routers = ROUTERS[:1] if quick else ROUTERS
-    temps = (0.1,) if quick else (1.0, 0.1)
+    gates = ("sharp",) if quick else ("soft", "sharp")
     for router in routers:
-        for temp in temps:
+        for gate in gates:
+            temp = MODEL_TEMPERATURES[gate]
             X, y, f, _, _ = make_model_data(n, d, k, router=router, temperature=temp,
                                             snr=9.0, seed=0)
-            gate = "soft" if temp == 1.0 else "sharp"
             out[f"model {router} {gate}"] = (
                 X, y, f, f"n={n}, d={d}, k={k}, T={temp:g}, noise-limit R² ~0.9")
-    for name in (("star98",) if quick else ("star98", "fair", "randhie")):
-        if not wanted(name):
-            continue
+    real = [name for name in (("star98",) if quick else ("star98", "fair", "randhie"))
+            if wanted(name)]
+    if real and importlib.util.find_spec("statsmodels") is None:
+        log(f"statsmodels is not installed (`pip install statsmodels`): {', '.join(real)} "
+            "left out of this run")
+        real = []
+    for name in real:
         X, y = load_statsmodels(name)
         desc = f"statsmodels, n={len(y)}, d={X.shape[1]}"
         if name == "randhie":
@@ -138,21 +141,38 @@ def datasets(quick, only=None):
 
 
 # --------------------------------------------------------------------------
-# competitors, each with a 4-candidate grid
+# competitors, each with a grid of GRID_SIZE candidates
 # --------------------------------------------------------------------------
+GRID_SIZE = 8
+# The mixture's grid leaves out the generating values of the model data
+# (MODEL_DATA["k"] = 4 experts, MODEL_TEMPERATURES 1 and 0.1): a grid holding
+# them would hand the mixture the answer on those rows.
+MOE_GRID = {"n_experts": [3, 6], "temperature": [0.05, 0.2, 0.5, 2.0]}
+
+
 def competitors(quick, moe_n_init=1):
+    """``name -> (estimator, grid)``; ``grid=None`` for a model that tunes itself.
+
+    Every grid has :data:`GRID_SIZE` candidates, spent where the model's
+    users spend their tuning: the ridge penalty; the MLP's width, depth and
+    ``alpha``; the boosted trees' ``learning_rate``, ``max_leaf_nodes`` and
+    ``max_iter`` with early stopping on (``max_iter`` caps the trees); the
+    mixture's ``n_experts`` and ``temperature``.
+    """
     max_iter = 300 if quick else 1000
     models = {
         "Ridge": (make_pipeline(StandardScaler(), Ridge()),
-                  {"ridge__alpha": [0.1, 1.0, 10.0, 100.0]}),
+                  {"ridge__alpha": list(np.logspace(-3, 4, GRID_SIZE))}),
         "MLP": (TransformedTargetRegressor(
                     regressor=make_pipeline(StandardScaler(), MLPRegressor(
                         max_iter=max_iter, early_stopping=True, random_state=0)),
                     transformer=StandardScaler()),
-                {"regressor__mlpregressor__hidden_layer_sizes": [(64,), (64, 64)],
-                 "regressor__mlpregressor__alpha": [1e-4, 1e-2]}),
-        "HistGB": (HistGradientBoostingRegressor(random_state=0),
-                   {"learning_rate": [0.05, 0.1], "max_leaf_nodes": [15, 31]}),
+                {"regressor__mlpregressor__hidden_layer_sizes": [(16,), (64,), (256,),
+                                                                 (64, 64)],
+                 "regressor__mlpregressor__alpha": [1e-4, 1e-1]}),
+        "HistGB": (HistGradientBoostingRegressor(early_stopping=True, random_state=0),
+                   {"learning_rate": [0.05, 0.2], "max_leaf_nodes": [15, 63],
+                    "max_iter": [100, 500]}),
     }
     models["RidgeCV"] = (make_pipeline(StandardScaler(), RidgeCV()), None)
     models["MoE CV"] = (make_pipeline(StandardScaler(), CosineMoERegressorCV(
@@ -161,9 +181,34 @@ def competitors(quick, moe_n_init=1):
         models[ROUTER_LABEL[router]] = (
             make_pipeline(StandardScaler(), CosineMoERegressor(
                 router=router, n_init=moe_n_init, random_state=0)),
-            {"cosinemoeregressor__n_experts": [2, 4],
-             "cosinemoeregressor__temperature": [1.0, 0.1]})
+            {f"cosinemoeregressor__{key}": values for key, values in MOE_GRID.items()})
+    if (MODEL_DATA["k"] in MOE_GRID["n_experts"]
+            or set(MODEL_TEMPERATURES.values()) & set(MOE_GRID["temperature"])):
+        raise AssertionError("the mixture's grid holds a generating value of the model data")
+    for name, (_, grid) in models.items():
+        if grid is not None and len(ParameterGrid(grid)) != GRID_SIZE:
+            raise AssertionError(f"{name}'s grid has {len(ParameterGrid(grid))} candidates, "
+                                 f"not {GRID_SIZE}")
     return models
+
+
+def describe_grids(models):
+    """One line per model: its grid, or that it tunes itself."""
+    out = []
+    for name, (_, grid) in models.items():
+        if grid is None:
+            note = ""
+            if name == "MoE CV":
+                note = ("; its default search (temperatures 1, 0.3, 0.1; 1 to 5 experts) "
+                        "includes the model data's generating values")
+            out.append(f"{name}: its own defaults, no grid search (it tunes itself{note})")
+            continue
+        parts = []
+        for key, values in grid.items():
+            shown = ", ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in values)
+            parts.append(f"{key.split('__')[-1]} {{{shown}}}")
+        out.append(f"{name}: " + " x ".join(parts) + f" ({len(ParameterGrid(grid))} candidates)")
+    return out
 
 
 def evaluate(model, grid, X, y, f, folds, inner_cv):
@@ -196,12 +241,6 @@ def evaluate(model, grid, X, y, f, folds, inner_cv):
     return {"r2": np.array(scores), "fit_time": np.array(fit_times),
             "refit_time": np.array(refit_times),
             "oracle": np.array(oracle) if oracle else None, "chosen": chosen}
-
-
-def git_describe():
-    root = Path(__file__).resolve().parent.parent
-    return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=root,
-                          capture_output=True, text=True).stdout.strip()
 
 
 # --------------------------------------------------------------------------
@@ -319,14 +358,8 @@ def main(argv=None):
                         help="output directory (default: a new temporary one); "
                              "benchmarks/results only from a clean git tree")
     args = parser.parse_args(argv)
-    revision = git_describe()
-    if args.out is None:
-        args.out = Path(tempfile.mkdtemp(prefix="accuracy_"))
-    out = args.out.resolve()
-    if (out == RESULTS or RESULTS in out.parents) and revision.endswith("-dirty"):
-        sys.exit(f"refusing to write into {out}: the git tree is dirty ({revision}); "
-                 "commit first or pass another --out")
-    args.out.mkdir(parents=True, exist_ok=True)
+    revision = git_describe()     # at the start: the tree the numbers come from
+    args.out = output_folder(args.out, prefix="accuracy_")
     if args.threads:
         import numba
         from threadpoolctl import threadpool_limits
@@ -355,14 +388,15 @@ def main(argv=None):
               f"{sklearn.__version__}, numpy {np.__version__}, "
               f"python {platform.python_version()}  ",
               f"Protocol: outer {n_folds}-fold CV (shuffled, seed 0); inside each training "
-              f"fold a GridSearchCV with 4 candidates and {args.inner_cv}-fold inner CV per model, refit "
-              "on the whole training fold. Grids: Ridge alpha {0.1, 1, 10, 100}; MLP "
-              "hidden (64,) or (64, 64) x alpha {1e-4, 1e-2} (early stopping, target "
-              "standardized); HistGB learning_rate {0.05, 0.1} x max_leaf_nodes {15, 31}; "
-              "MoE n_experts {2, 4} x temperature {1, 0.1} "
-              f"(n_init {args.moe_n_init}, other settings default). RidgeCV and "
-              "MoE CV (CosineMoERegressorCV) with their defaults, no grid search. "
-              "StandardScaler in front of all but HistGB."]
+              f"fold a GridSearchCV per model, every grid of {GRID_SIZE} candidates, "
+              f"{args.inner_cv}-fold inner CV, refit on the whole training fold. "
+              "StandardScaler in front of all but HistGB; the MLP (early stopping) also "
+              "gets a standardized target; HistGB has early stopping on, max_iter caps "
+              f"its trees; the mixtures run with n_init {args.moe_n_init} and other "
+              "settings default, and their grid leaves out the model data's generating "
+              f"values (k = {MODEL_DATA['k']}, temperatures "
+              f"{', '.join(f'{t:g}' for t in MODEL_TEMPERATURES.values())}). Grids:  ",
+              *[f"* {line}  " for line in describe_grids(models)]]
     log("\n".join(header))
     results, t_start = {}, time.perf_counter()
     for name, (X, y, f, desc) in data.items():
@@ -377,7 +411,7 @@ def main(argv=None):
             log(f"  {m:22s} R² {res['r2'].mean():.4f} ± {res['r2'].std():.4f}, "
                 f"fit {res['fit_time'].mean():.2f} s/fold{extra}")
     total = time.perf_counter() - t_start
-    header.append(f"Total run time: {total:.0f} s")
+    header.insert(3, f"Total run time: {total:.0f} s  ")
     model_names = list(models)
     write_markdown(results, {k: v[3] for k, v in data.items()}, model_names, header,
                    args.out / "accuracy.md", n_folds)

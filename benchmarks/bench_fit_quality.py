@@ -33,9 +33,7 @@ temporary directory.
 
 import argparse
 import itertools
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -51,26 +49,13 @@ from sklearn_cosmoe.rates import near_truth_start
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _baseline_fit import baseline_fit  # noqa: E402
+from _output import git_describe, output_folder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 ROUTERS = ("perturbed_cosine", "cosine", "linear")
 EXPERTS = ("linear", "tanh", "sigmoid", "gelu")
 K_TRUE, TEMPERATURE, NOISE = 3, 0.3, 0.1
 TOLERANCE = 0.01  # share of the noise term
-
-
-def git_describe():
-    return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
-                          capture_output=True, text=True).stdout.strip()
-
-
-def check_output_dir(out, revision):
-    """Refuse to write into benchmarks/results from a dirty tree."""
-    out = out.resolve()
-    if (out == RESULTS or RESULTS in out.parents) and revision.endswith("-dirty"):
-        sys.exit(f"refusing to write into {out}: the git tree is dirty ({revision}); "
-                 "commit first or pass another --out")
 
 
 def truth_loss(X, y, G, k, settings):
@@ -157,9 +142,7 @@ def main(argv=None):
                         help="output directory (default: a new temporary one)")
     args = parser.parse_args(argv)
     revision = git_describe()
-    out = args.out or Path(tempfile.mkdtemp(prefix="fit_quality_"))
-    check_output_dir(out, revision)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out, prefix="fit_quality_")
     truths = args.truths or (1 if args.quick else 3)
     ds = (2, 5) if args.quick else (2, 5, 10)
     ns = (1000,) if args.quick else (1000, 10000)

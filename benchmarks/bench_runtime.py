@@ -44,14 +44,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _output import git_describe, output_folder  # noqa: E402
 PARTS = ("capacity", "busy", "threads", "cold", "search", "memory")
-
-
-def git_describe():
-    run = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
-                         capture_output=True, text=True)
-    return run.stdout.strip() or "unknown"
 
 
 def median_time(fn, repeat, warmup=True):
@@ -316,13 +311,7 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     revision = git_describe()
-    out = args.out or Path(tempfile.mkdtemp(prefix="bench_runtime_"))
-    out = out.resolve()
-    if out.is_relative_to(RESULTS) and (revision.endswith("-dirty") or
-                                        revision == "unknown"):
-        parser.error(f"git describe says {revision!r}: commit before writing into "
-                     f"{RESULTS}, or give another --out.")
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out, prefix="bench_runtime_")
     results = {"git": revision, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                "load_start": os.getloadavg()[0]}
     parts = {"capacity": bench_capacity, "busy": lambda: bench_busy(args.repeat),
