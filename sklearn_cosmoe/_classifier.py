@@ -63,7 +63,7 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
     max_iter : int, default=500
         Maximum number of L-BFGS iterations per start.
     tol : float, default=1e-6
-        Tolerance of L-BFGS-B (``ftol`` and ``gtol``).
+        Relative tolerance of L-BFGS-B, as :class:`CosineMoERegressor`'s.
     n_init : int, default=1
         Number of k-means starts; the fit with the lowest objective is kept.
     class_weight : dict, "balanced" or None, default=None

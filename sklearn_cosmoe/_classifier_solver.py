@@ -49,7 +49,7 @@ def _lbfgs(params, args, max_iter, tol):
     return ClassifierParams.from_vector(theta, params.shape), loss, n_iter, reason
 
 
-def fit_likelihood(X, y, sample_weight, params, spec, *, max_iter=1000, tol=1e-7,
+def fit_likelihood(X, y, sample_weight, params, spec, *, max_iter=1000, tol=1e-6,
                    verbose=0, x_norms=None):
     """Minimise the objective from ``params`` (dense first under top-K gates).
 
@@ -73,7 +73,7 @@ def fit_likelihood(X, y, sample_weight, params, spec, *, max_iter=1000, tol=1e-7
 
 
 def fit_from_data(X, y, sample_weight, spec, n_experts, n_classes, rng, *,
-                  max_iter=1000, tol=1e-7, verbose=0):
+                  max_iter=1000, tol=1e-6, verbose=0):
     """A fit from a k-means start drawn from ``rng`` (:func:`initial_params`)."""
     x_norms = row_norms(X)
     start = initial_params(X, y, sample_weight, spec, n_experts, n_classes, rng, x_norms)

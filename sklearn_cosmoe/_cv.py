@@ -22,12 +22,13 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
     """Mixture of experts with the number of experts chosen by cross-validation.
 
     In the way of :class:`~sklearn.linear_model.LassoCV`: on each training
-    fold and for each of the ``temperatures``, a path of mixtures with ``1, 2,
-    ..., max_experts`` experts is fitted, each started from the previous one
-    with the expert that fits worst split in two (:ref:`solver`); each mixture
-    of the path is scored on the fold's test rows; the number of experts and
-    the temperature with the best mean score are then fitted on all the data
-    by :class:`CosineMoERegressor` (its default fit), which predicts.
+    fold and for each router of ``router`` and each of the ``temperatures``, a
+    path of mixtures with ``1, 2, ..., max_experts`` experts is fitted, each
+    started from the previous one with the expert that fits worst split in two
+    (:ref:`solver`); each mixture of the path is scored on the fold's test
+    rows; the router, number of experts and temperature with the best mean
+    score are then fitted on all the data by :class:`CosineMoERegressor` (its
+    default fit), which predicts.
 
     Put a :class:`~sklearn.preprocessing.StandardScaler` in front, as for
     :class:`CosineMoERegressor`.
@@ -47,7 +48,12 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         Candidate temperatures ``T`` (:class:`CosineMoERegressor`'s
         ``temperature``), each with its own path; soft gates at 1, sharp ones
         at 0.1 (:ref:`tuning`).
-    router, tau1, tau2, expert, alpha, max_iter, tol : \
+    router : str or sequence of str, default=("perturbed_cosine", "linear")
+        Candidate routers (:class:`CosineMoERegressor`'s ``router``), each
+        with its own paths.  The cosine routers see only the directions of
+        the rows; the linear router also their lengths, which wins where the
+        regression function changes along a direction (:ref:`tuning`).
+    tau1, tau2, expert, alpha, max_iter, tol : \
             see :class:`CosineMoERegressor`
         Shared by every mixture of the paths and the final fit.
     n_init : int, default=1
@@ -61,25 +67,31 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
     ----------
     n_experts_ : int
         The number of experts with the best mean test score (on a tie the
-        smallest number, then the temperature given first).
+        smallest number, then the router and the temperature given first).
+    router_ : str
+        The router with the best mean test score.
     temperature_ : float
         The temperature with the best mean test score.
     estimator_ : CosineMoERegressor
         The final fit, on all the data, with ``n_experts_`` experts.
     n_experts_path_ : ndarray of shape (max_experts,)
         ``1, 2, ..., max_experts``.
+    routers_ : tuple of str
+        The candidate routers, in the order given.
     temperatures_ : ndarray of shape (n_temperatures,)
         The candidate temperatures, in the order given.
-    score_path_ : ndarray of shape (n_temperatures, max_experts, n_splits)
+    score_path_ : ndarray of shape (n_routers, n_temperatures, max_experts, \
+            n_splits)
         Test score of each mixture of each path on each split.
     best_score_ : float
         Mean test score of ``n_experts_``.
     cv_results_ : dict of ndarrays
-        ``param_temperature``, ``param_n_experts``, ``split{i}_test_score``,
-        ``mean_test_score``, ``std_test_score``, ``rank_test_score`` and
-        ``split{i}_train_loss`` (the training objective of each mixture of the
-        path), one entry per (temperature, number of experts), temperature
-        major, as in :class:`~sklearn.model_selection.GridSearchCV`.
+        ``param_router``, ``param_temperature``, ``param_n_experts``,
+        ``split{i}_test_score``, ``mean_test_score``, ``std_test_score``,
+        ``rank_test_score`` and ``split{i}_train_loss`` (the training
+        objective of each mixture of the path), one entry per (router,
+        temperature, number of experts), in that order of nesting, as in
+        :class:`~sklearn.model_selection.GridSearchCV`.
     n_iter_ : int
         ``estimator_.n_iter_``.
     n_features_in_ : int
@@ -109,7 +121,7 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         "max_experts": [Interval(Integral, 1, None, closed="left")],
         "cv": ["cv_object"],
         "scoring": [StrOptions(set(get_scorer_names())), callable, None],
-        "router": [StrOptions(set(ROUTERS))],
+        "router": [StrOptions(set(ROUTERS)), tuple, list],
         "tau1": [Interval(Real, 0, None, closed="left")],
         "tau2": [Interval(Real, 0, None, closed="left")],
         "temperatures": ["array-like"],
@@ -129,13 +141,13 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         cv=5,
         scoring=None,
         temperatures=(1.0, 0.3, 0.1),
-        router="perturbed_cosine",
+        router=("perturbed_cosine", "linear"),
         tau1=1.0,
         tau2=1.0,
         expert="linear",
         alpha=1e-4,
         max_iter=1000,
-        tol=1e-7,
+        tol=1e-6,
         n_init=1,
         random_state=None,
         verbose=0,
@@ -155,21 +167,32 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _mixture(self, n_experts, temperature, random_state):
+    def _routers(self):
+        """The candidate routers as a tuple, checked."""
+        routers = (self.router,) if isinstance(self.router, str) else tuple(self.router)
+        if not routers or len(set(routers)) < len(routers) or any(
+                not isinstance(r, str) or r not in ROUTERS for r in routers):
+            raise ValueError(
+                f"router must be one of {sorted(ROUTERS)} or a non-empty sequence of "
+                f"distinct ones; got {self.router!r}."
+            )
+        return routers
+
+    def _mixture(self, n_experts, router, temperature, random_state):
         return CosineMoERegressor(
-            n_experts=n_experts, router=self.router, tau1=self.tau1, tau2=self.tau2,
+            n_experts=n_experts, router=router, tau1=self.tau1, tau2=self.tau2,
             temperature=temperature, expert=self.expert, alpha=self.alpha,
             max_iter=self.max_iter, tol=self.tol, n_init=self.n_init,
             random_state=random_state,
         )
 
-    def _path(self, X, y, temperature, rng):
+    def _path(self, X, y, router, temperature, rng):
         """Fitted :class:`CosineMoERegressor` with 1, ..., ``max_experts`` experts.
 
         ``X`` is float64 and C-contiguous; each mixture starts from the
         previous one with its worst expert split (:func:`grow_path`).
         """
-        template = self._mixture(1, temperature, None)
+        template = self._mixture(1, router, temperature, None)
         template._check_params()
         weights = np.ones(len(y))
         target, y_mean, y_scale = standardize_target(y, weights)
@@ -204,6 +227,7 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         check_numeric_target(y)
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64, order="C")
         check_x_magnitude(X)
+        routers = self._routers()
         temperatures = np.asarray(self.temperatures, dtype=np.float64).ravel()
         if temperatures.size == 0 or not np.all(temperatures > 0):
             raise ValueError(
@@ -212,21 +236,23 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
             )
         cv = check_cv(self.cv, y, classifier=False)
         splits = list(cv.split(X, y, groups))
-        scorer = check_scoring(self._mixture(1, 1.0, None), scoring=self.scoring)
+        scorer = check_scoring(self._mixture(1, routers[0], 1.0, None),
+                               scoring=self.scoring)
         rng = check_random_state(self.random_state)
         # one seed for the paths of every split, one for the final fit
         path_seed, final_seed = rng.randint(np.iinfo(np.int32).max, size=2)
 
-        shape = (len(temperatures), self.max_experts, len(splits))
+        candidates = [(r, T) for r in routers for T in temperatures]
+        shape = (len(candidates), self.max_experts, len(splits))
         scores, train_losses = np.empty(shape), np.empty(shape)
         for j, (train, test) in enumerate(splits):
             X_train = np.ascontiguousarray(X[train])
-            for t, temperature in enumerate(temperatures):
+            for c, (router, temperature) in enumerate(candidates):
                 path_rng = np.random.RandomState(path_seed)
-                path = self._path(X_train, y[train], temperature, path_rng)
+                path = self._path(X_train, y[train], router, temperature, path_rng)
                 for k, reg in enumerate(path):
-                    scores[t, k, j] = scorer(reg, X[test], y[test])
-                    train_losses[t, k, j] = reg.loss_
+                    scores[c, k, j] = scorer(reg, X[test], y[test])
+                    train_losses[c, k, j] = reg.loss_
 
         flat = scores.reshape(-1, len(splits))
         mean, std = flat.mean(axis=1), flat.std(axis=1)
@@ -235,23 +261,29 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
                 "Some test scores are not finite; check scoring and the data "
                 f"(mean test scores: {mean})."
             )
-        # the smallest number of experts, then the first temperature, on a tie
-        order = np.lexsort((np.repeat(np.arange(len(temperatures)), self.max_experts),
-                            np.tile(np.arange(self.max_experts), len(temperatures)),
+        # the smallest number of experts, then the first candidate, on a tie
+        order = np.lexsort((np.repeat(np.arange(len(candidates)), self.max_experts),
+                            np.tile(np.arange(self.max_experts), len(candidates)),
                             -mean))
         best = int(order[0])
-        t_best, k_best = divmod(best, self.max_experts)
+        c_best, k_best = divmod(best, self.max_experts)
         self.n_experts_ = k_best + 1
-        self.temperature_ = float(temperatures[t_best])
+        self.router_, self.temperature_ = candidates[c_best]
+        self.temperature_ = float(self.temperature_)
+        self.routers_ = routers
         self.temperatures_ = temperatures
         self.n_experts_path_ = np.arange(1, self.max_experts + 1)
-        self.score_path_ = scores
+        self.score_path_ = scores.reshape(len(routers), len(temperatures),
+                                          self.max_experts, len(splits))
         self.best_score_ = float(mean[best])
         ranks = np.empty(mean.size, dtype=np.int32)
         ranks[order] = np.arange(1, mean.size + 1)
         self.cv_results_ = {
-            "param_temperature": np.repeat(temperatures, self.max_experts),
-            "param_n_experts": np.tile(self.n_experts_path_, len(temperatures)),
+            "param_router": np.repeat(np.array(routers, dtype=object),
+                                      len(temperatures) * self.max_experts),
+            "param_temperature": np.tile(np.repeat(temperatures, self.max_experts),
+                                         len(routers)),
+            "param_n_experts": np.tile(self.n_experts_path_, len(candidates)),
             **{f"split{j}_test_score": flat[:, j] for j in range(len(splits))},
             "mean_test_score": mean,
             "std_test_score": std,
@@ -260,12 +292,14 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
                for j in range(len(splits))},
         }
         if self.verbose:
-            for T, k, m, s in zip(self.cv_results_["param_temperature"],
-                                  self.cv_results_["param_n_experts"], mean, std):
-                print(f"[CosineMoECV] T={T:g}, {k} experts: test score {m:.5f} +- {s:.5f}")
+            for r, T, k, m, s in zip(self.cv_results_["param_router"],
+                                     self.cv_results_["param_temperature"],
+                                     self.cv_results_["param_n_experts"], mean, std):
+                print(f"[CosineMoECV] {r}, T={T:g}, {k} experts: "
+                      f"test score {m:.5f} +- {s:.5f}")
 
-        self.estimator_ = self._mixture(self.n_experts_, self.temperature_,
-                                        int(final_seed))
+        self.estimator_ = self._mixture(self.n_experts_, self.router_,
+                                        self.temperature_, int(final_seed))
         self.estimator_.fit(X, y)
         self.n_iter_ = self.estimator_.n_iter_
         return self

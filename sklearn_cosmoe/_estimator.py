@@ -95,9 +95,11 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
     max_iter : int, default=1000
         Maximum number of L-BFGS iterations per run (per start; with top-K
         gates, of the dense and of the sparse run).
-    tol : float, default=1e-7
-        Tolerance of L-BFGS-B (``ftol`` and ``gtol``) and of the alternation
-        with exact least-squares updates of linear experts.
+    tol : float, default=1e-6
+        Relative tolerance of L-BFGS-B: a fit stops when an iteration lowers
+        the objective by at most ``tol`` times its value, or when the
+        projected gradient is at most ``tol`` times the objective
+        (:ref:`solver`).
     n_init : int, default=1
         Number of repetitions of the default fit, itself the best of three
         k-means starts (:ref:`solver`); the fit with the lowest training
@@ -199,7 +201,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         top_k=None,
         alpha=1e-4,
         max_iter=1000,
-        tol=1e-7,
+        tol=1e-6,
         n_init=1,
         random_state=None,
         warm_start=False,

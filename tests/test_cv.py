@@ -20,14 +20,14 @@ def mixture_data():
 @pytest.fixture(scope="module")
 def fitted(mixture_data):
     X, y = mixture_data
-    return CosineMoERegressorCV(max_experts=4, cv=3, temperatures=[1.0, 0.1],
-                                random_state=0).fit(X, y)
+    return CosineMoERegressorCV(max_experts=4, cv=3, router="perturbed_cosine",
+                                temperatures=[1.0, 0.1], random_state=0).fit(X, y)
 
 
 def test_chooses_several_experts_and_sharp_gates_for_a_sharp_mixture(fitted):
     assert fitted.n_experts_ >= 3 and fitted.temperature_ == 0.1
     # the path's score rises steeply from one expert
-    scores = fitted.score_path_.mean(axis=2)
+    scores = fitted.score_path_[0].mean(axis=2)
     assert scores[1, fitted.n_experts_ - 1] > scores[1, 0] + 0.1
 
 
@@ -43,11 +43,13 @@ def test_chooses_one_expert_for_linear_data():
 def test_results_are_consistent(fitted, mixture_data):
     X, _ = mixture_data
     results = fitted.cv_results_
+    assert_array_equal(results["param_router"], ["perturbed_cosine"] * 8)
     assert_array_equal(results["param_temperature"], [1.0] * 4 + [0.1] * 4)
     assert_array_equal(results["param_n_experts"], [1, 2, 3, 4] * 2)
     assert_array_equal(fitted.n_experts_path_, np.arange(1, 5))
     assert_array_equal(fitted.temperatures_, [1.0, 0.1])
-    assert fitted.score_path_.shape == (2, 4, 3)
+    assert fitted.routers_ == ("perturbed_cosine",)
+    assert fitted.score_path_.shape == (1, 2, 4, 3)
     flat = fitted.score_path_.reshape(8, 3)
     for j in range(3):
         assert_array_equal(results[f"split{j}_test_score"], flat[:, j])
@@ -62,6 +64,7 @@ def test_results_are_consistent(fitted, mixture_data):
     assert isinstance(fitted.estimator_, CosineMoERegressor)
     assert fitted.estimator_.n_experts == fitted.n_experts_
     assert fitted.estimator_.temperature == fitted.temperature_
+    assert fitted.estimator_.router == fitted.router_ == "perturbed_cosine"
     assert_array_equal(fitted.predict(X), fitted.estimator_.predict(X))
     assert fitted.n_iter_ == fitted.estimator_.n_iter_ >= 1
 
@@ -75,12 +78,31 @@ def test_one_expert_scores_are_ridge_on_each_fold_for_any_splitter_and_scoring()
                                temperatures=[0.5], scoring="neg_mean_squared_error",
                                random_state=0)
     reg.fit(X, y, groups=groups)
+    assert reg.routers_ == ("perturbed_cosine", "linear")  # the default
     for j, (train, test) in enumerate(GroupKFold(3).split(X, y, groups)):
         # one expert: 1/2 mean squared error + alpha/2 |a|^2 on the
-        # standardized target is Ridge(alpha * n_train) on any scale of y
+        # standardized target is Ridge(alpha * n_train) on any scale of y,
+        # under either router
         ridge = Ridge(alpha=1e-2 * len(train)).fit(X[train], y[train])
-        assert_allclose(reg.score_path_[0, 0, j],
+        assert_allclose(reg.score_path_[:, 0, 0, j],
                         -mean_squared_error(y[test], ridge.predict(X[test])), rtol=1e-6)
+
+
+def test_chooses_the_router_that_sees_the_lengths_of_the_rows():
+    # experts by the length of x only: a cosine router, which sees the
+    # direction alone, cannot route them; the linear router can
+    rng = np.random.default_rng(3)
+    t = rng.uniform(0.5, 4.0, 600)
+    X = np.c_[t, 0.1 * rng.standard_normal(600)]  # rows of almost one direction
+    y = np.minimum(t, 4.0 - t) + 0.05 * rng.standard_normal(600)  # a tent at t = 2
+    reg = CosineMoERegressorCV(max_experts=2, cv=3, temperatures=[0.3],
+                               router=("cosine", "linear"), random_state=0).fit(X, y)
+    assert reg.router_ == "linear" and reg.n_experts_ == 2
+    scores = reg.score_path_.mean(axis=-1)[:, 0, 1]  # two experts, per router
+    assert scores[1] > 0.95 > 0.5 > scores[0]
+    results = reg.cv_results_
+    assert_array_equal(results["param_router"], ["cosine"] * 2 + ["linear"] * 2)
+    assert reg.estimator_.router == "linear"
 
 
 def test_splitter_object_and_int_agree(mixture_data):
@@ -97,6 +119,9 @@ def test_splitter_object_and_int_agree(mixture_data):
     ({"max_experts": 0}, "max_experts"),
     ({"temperatures": []}, "temperatures must be a non-empty"),
     ({"temperatures": [1.0, -0.1]}, "temperatures must be a non-empty"),
+    ({"router": []}, "router must be one of"),
+    ({"router": ["cosine", "cosine"]}, "router must be one of"),
+    ({"router": ["cosine", "sine"]}, "router must be one of"),
 ])
 def test_bad_parameters_are_rejected(mixture_data, params, match):
     X, y = mixture_data

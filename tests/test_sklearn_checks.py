@@ -22,16 +22,19 @@ ESTIMATORS = [
 
 
 def expected_failed_checks(estimator):
+    if hasattr(estimator, "cv"):
+        return {}
+    # The check fits 15 rows with 30 features, which the mixture
+    # interpolates: its optimum is a manifold, and the weighted and the
+    # repeated fits, equal in exact arithmetic, drift along it apart by
+    # rounding (predictions agree to 1e-4 to 1e-6, not 1e-7).  Top-K gates
+    # add jumps where the K-th and (K+1)-th scores cross, and a fit that ends
+    # near one can land on either side.  It passes or fails by rounding;
+    # test_estimator.py checks the equivalence on data that determine the fit.
+    reason = "the check's 15 rows and 30 features are interpolated: no unique optimum"
     if getattr(estimator, "top_k", None) is not None:
-        # Top-K gates jump where the K-th and (K+1)-th scores cross: weighted
-        # and repeated rows differ by rounding, and a fit that ends near a
-        # jump can land on either side of it (predictions agree to about
-        # 1e-4, not 1e-7).  It passes or fails by rounding.
-        return {
-            "check_sample_weight_equivalence_on_dense_data":
-                "top-K routing makes the objective discontinuous"
-        }
-    return {}
+        reason += "; top-K routing makes the objective discontinuous"
+    return {"check_sample_weight_equivalence_on_dense_data": reason}
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
