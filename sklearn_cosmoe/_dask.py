@@ -282,7 +282,12 @@ def fit_inputs(estimator, X, y, sample_weight):
     from sklearn.utils.validation import _check_feature_names, _check_n_features
 
     _check_feature_names(estimator, _column_names(X), reset=True)
-    X = as_rows(X, "X", 2)
+    row_chunks = None
+    if not dask.is_dask_collection(X):  # chunked as the Dask y or weights
+        name, other = (("y", y) if dask.is_dask_collection(y)
+                       else ("sample_weight", sample_weight))
+        row_chunks = as_rows(other, name, 1).chunks[0]
+    X = as_rows(X, "X", 2, row_chunks)
     if X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"X has shape {X.shape}; a fit needs at least one row and one "
                          "column.")
@@ -308,6 +313,8 @@ def fit_inputs(estimator, X, y, sample_weight):
 
 
 def _ranges(X, y, w):
+    if len(X) == 0:
+        return np.array([np.inf, np.inf, -np.inf, -np.inf, 0.0])
     return np.array([X.min(), w.min(), X.max(), w.max(), np.max(np.abs(y))])
 
 

@@ -191,6 +191,15 @@ def test_bad_dask_inputs_get_clear_errors(data, make_inputs, match):
         CosineMoERegressor().fit(*make_inputs(Xd, yd))
 
 
+def test_numpy_inputs_are_chunked_as_the_dask_ones(data, in_this_process):
+    X, y, w = data
+    Xd, yd, wd = chunked(X, y, w)
+    reg = fitted(Xd, yd, wd, router="linear", max_iter=5)
+    for inputs in ((X, yd, w), (X, y, wd), (Xd, y, w)):
+        same = fitted(*inputs, router="linear", max_iter=5)
+        assert_array_equal(same.expert_coef_, reg.expert_coef_)
+
+
 @pytest.mark.parametrize("name", ["X", "y", "sample_weight"])
 def test_non_finite_values_are_found_chunk_by_chunk(data, name):
     inputs = dict(zip(("X", "y", "sample_weight"), (a.copy() for a in data)))
