@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._estimator import CosineMoERegressor
 from ._experts import EXPERTS
 from ._routers import ROUTERS
+from ._objective import ArrayObjective
 from ._solver import grow_path
 from ._validation import check_numeric_target, check_x_magnitude, standardize_target
 
@@ -195,8 +196,8 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         template._check_params()
         weights = np.ones(len(y))
         target, y_mean, y_scale = standardize_target(y, weights)
-        path = grow_path(X, target, weights, template._spec(), self.max_experts, rng,
-                         max_iter=self.max_iter, tol=self.tol)
+        path = grow_path(ArrayObjective(X, target, weights), template._spec(),
+                         self.max_experts, rng, max_iter=self.max_iter, tol=self.tol)
         for k, result in enumerate(path, start=1):
             reg = clone(template).set_params(n_experts=k)
             for name, value in reg._fitted_params(result.params, y_mean, y_scale).items():

@@ -15,10 +15,11 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._base import MoEEstimatorMixin
+from ._base import MoEEstimatorMixin, any_dask, lazy_on_dask
 from ._experts import EXPERTS
 from ._model import MoEParams, MoESpec, gates_and_experts, predict
 from ._routers import ROUTERS
+from ._objective import ArrayObjective
 from ._solver import fit_from_data, fit_least_squares
 from ._validation import (check_numeric_target, check_positive_total_weight,
                           check_x_magnitude, normalize_sample_weight,
@@ -256,6 +257,11 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         """Everything ``fit`` computes, as a dict of attributes; sets none but
         those of ``validate_data``."""
         self._check_params()
+        if any_dask(X, y, sample_weight):
+            from ._dask import first_chunk, fit_inputs
+
+            data, y_mean, y_scale = fit_inputs(self, X, y, sample_weight)
+            return self._fit_data(data, y_mean, y_scale, *first_chunk(data))
         check_numeric_target(y)
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64,
                              order="C")
@@ -265,22 +271,29 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         check_positive_total_weight(sample_weight)
         sample_weight = normalize_sample_weight(sample_weight)
         target, y_mean, y_scale = standardize_target(y, sample_weight)
+        data = ArrayObjective(X, target, sample_weight)
+        return self._fit_data(data, y_mean, y_scale, X, sample_weight)
 
+    def _fit_data(self, data, y_mean, y_scale, X_check, weight_check):
+        """The fit on the objective ``data`` of the standardized target.
+
+        ``X_check`` and ``weight_check`` (all the rows, or a sample of them)
+        go to the check for unscaled features.
+        """
         spec = self._spec()
         warm = self.warm_start and hasattr(self, "gate_coef_")
         if warm:
-            start = self._warm_start_params(X.shape[1], y_mean, y_scale)
-            results = [fit_least_squares(
-                X, target, sample_weight, start, spec, max_iter=self.max_iter,
-                tol=self.tol, verbose=self.verbose)]
+            start = self._warm_start_params(data.n_features, y_mean, y_scale)
+            results = [fit_least_squares(data, start, spec, max_iter=self.max_iter,
+                                         tol=self.tol, verbose=self.verbose)]
         else:
             rng = check_random_state(self.random_state)
             # a generator: each start is drawn just before it is fitted
-            results = (fit_from_data(X, target, sample_weight, spec, self.n_experts, rng,
+            results = (fit_from_data(data, spec, self.n_experts, rng,
                                      max_iter=self.max_iter, tol=self.tol,
                                      verbose=self.verbose)
                        for _ in range(self.n_init))
-        self._warn_if_unscaled(X, sample_weight)
+        self._warn_if_unscaled(X_check, weight_check)
         best, loss, losses = self._best_of(results)
         params = best.params
         if not (np.isfinite(loss) and np.all(np.isfinite(params.to_vector(spec)))):
@@ -292,8 +305,8 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
             fitted = self._fitted_params(params, y_mean, y_scale)
         if not all(np.all(np.isfinite(value)) for value in fitted.values()):
             raise ValueError(
-                "The fitted parameters overflow on the scale of y (largest "
-                f"|y| = {np.max(np.abs(y)):.3g}, standard deviation {y_scale:.3g}); "
+                "The fitted parameters overflow on the scale of y (mean "
+                f"{y_mean:.3g}, standard deviation {y_scale:.3g}); "
                 "scale y down first."
             )
         self._warn_if_not_converged(best)
@@ -376,6 +389,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         check_is_fitted(self)
         return validate_data(self, X, reset=False, dtype=np.float64, order="C")
 
+    @lazy_on_dask(per_expert=True)
     def predict_gates(self, X):
         """Gate weights ``g(x)``: rows sum to 1, zeros outside the top K.
 
@@ -389,6 +403,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         """
         return self._gates_and_outputs(X)[0]
 
+    @lazy_on_dask(per_expert=True)
     def predict_experts(self, X):
         """Each expert's prediction ``c + s h(a_i . x + b_i)``.
 
@@ -405,6 +420,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         outputs = self._gates_and_outputs(X)[1]
         return self.output_intercept_ + self.output_scale_ * outputs
 
+    @lazy_on_dask()
     def predict(self, X):
         """Predict the target.
 

@@ -151,18 +151,37 @@ def objective(theta, X, y, sample_weight, shape, spec, x_norms=None):
     X = np.ascontiguousarray(X, dtype=np.float64)
     if x_norms is None:
         x_norms = _kernels.row_norms(X)
+    params = params_of_vector(theta, shape, spec)
+    loss, grad = _kernels.loss_and_gradient(X, x_norms, y, sample_weight,
+                                            *loss_kernel_args(params, spec))
+    return penalised(loss, grad, params, spec)
+
+
+def params_of_vector(theta, shape, spec):
+    """:meth:`MoEParams.from_vector` after checking the length of ``theta``."""
     k, d = shape
     theta = np.asarray(theta, dtype=np.float64)
     size = 2 * k * d + 2 * k + (2 if spec.learns_output_affine else 0)
     if theta.shape != (size,):
         raise ValueError(f"theta has shape {theta.shape}; expected ({size},) for "
                          f"shape={shape}.")
-    params = MoEParams.from_vector(theta, shape, spec)
-    loss, grad = _kernels.loss_and_gradient(
-        X, x_norms, y, sample_weight, *_param_arrays(params),
-        float(params.output_scale), float(params.output_intercept),
-        *spec.kernel_args(),
-    )
+    return MoEParams.from_vector(theta, shape, spec)
+
+
+def loss_kernel_args(params, spec):
+    """The arguments after the data of :func:`sklearn_cosmoe._kernels.loss_and_gradient`."""
+    return (*_param_arrays(params), float(params.output_scale),
+            float(params.output_intercept), *spec.kernel_args())
+
+
+def penalised(loss, grad, params, spec):
+    """The objective from the data's mean loss and gradient (all parameters' layout).
+
+    Adds the ridge terms (module docstring) and drops the output scale's and
+    intercept's gradient when ``spec`` does not learn them.  ``grad`` is
+    modified.
+    """
+    k, d = params.shape
     if spec.alpha > 0:
         a = spec.alpha
         loss += 0.5 * a * np.dot(params.expert_coef.ravel(), params.expert_coef.ravel())
