@@ -381,7 +381,8 @@ def gated_features(X, y, sample_weight, gates, start, stop, features, rhs):
 
     Writes ``features[:, t] = sqrt(w_n) z_n`` for row ``n = start + t``, with
     ``z_n = (g_1(x_n) [x_n, 1], ..., g_k(x_n) [x_n, 1])``, and adds
-    ``sum_n w_n z_n y_n`` to ``rhs``, summing over the rows in order.
+    ``sum_n w_n z_n y_nj`` to ``rhs[:, j]`` for each column ``j`` of ``y``
+    (``n, m``), summing over the rows in order.
     """
     d = X.shape[1]
     k = gates.shape[1]
@@ -396,7 +397,8 @@ def gated_features(X, y, sample_weight, gates, start, stop, features, rhs):
             features[i * p + d, t] = g
     for a in range(k * p):
         f = features[a]
-        acc = 0.0
-        for t in range(stop - start):
-            acc += f[t] * (math.sqrt(sample_weight[start + t]) * y[start + t])
-        rhs[a] += acc
+        for col in range(y.shape[1]):
+            acc = 0.0
+            for t in range(stop - start):
+                acc += f[t] * (math.sqrt(sample_weight[start + t]) * y[start + t, col])
+            rhs[a, col] += acc
