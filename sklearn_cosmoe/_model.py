@@ -225,6 +225,26 @@ def predict(X, params, spec):
                      for j, p in enumerate(_outputs(params))], axis=1)
 
 
+def n_free_parameters(shape, spec):
+    """Free parameters of a mixture of ``shape = (k, d)`` net of its identifiability.
+
+    The router's ``k (d + 1)`` less what leaves every gate unchanged -- the
+    common shift of the gate intercepts (1) and of the gate atoms (d), or for
+    the cosine router the ``k`` lengths and the ``(d - k)``-dimensional shifts
+    of the unit directions that keep them on the sphere -- and the experts'
+    ``k (d + 1)`` (and ``s, c`` for feed-forward experts) per output (user
+    guide, :ref:`criteria`).
+    """
+    k, d = shape
+    if spec.router == "cosine":
+        invisible = 1 + k + max(d - k, 0)
+    else:
+        invisible = 1 + d
+    n_router = max(k * (d + 1) - invisible, 0)
+    m = spec.n_outputs or 1
+    return n_router + m * (k * (d + 1) + (2 if spec.learns_output_affine else 0))
+
+
 def _target_columns(y, n, spec):
     """``y`` as a list of its columns, each float64 and contiguous, after checking its shape."""
     y = np.asarray(y, dtype=np.float64)
