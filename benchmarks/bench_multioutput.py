@@ -7,11 +7,14 @@ gradient kernel once per output.  This script times one evaluation of
 ``sklearn_cosmoe._model.objective`` (loss and exact gradient) for a 1-d ``y``
 and for ``y`` of shape ``(n, m)``, ``m = 1, 2, 4``, on the same rows, and
 prints each against the 1-d evaluation, in the same process, under one timing
-rule (the median of repeated calls, :func:`_common.time_call`).  It also
+rule: the median of repeated calls (:func:`_common.time_call`), and of that
+the median over ``--rounds`` sweeps over the rows, interleaved so that a busy
+machine slows every row alike.  It also
 times the exact least-squares step of linear experts (one gated Gram matrix,
 ``m`` right-hand sides) the same way.
 
-    python benchmarks/bench_multioutput.py [--n 100000] [--d 10] [--k 8] [--out DIR]
+    python benchmarks/bench_multioutput.py [--n 100000] [--d 10] [--k 8] [--rounds 5]
+                                           [--out DIR]
 
 Results go to ``multioutput.md`` / ``multioutput.json`` in a new temporary
 folder or in ``--out``; ``--out benchmarks/results`` is refused from a dirty
@@ -49,6 +52,7 @@ def main():
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--d", type=int, default=10)
     parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     out = output_folder(args.out, prefix="bench_multioutput_")
@@ -59,29 +63,40 @@ def main():
     w = np.ones(n)
     x_norms = row_norms(X)
     base = MoESpec(alpha=1e-4)
-    rows = []
+    calls = {}
     for m in (None, *OUTPUTS):
         spec = replace(base, n_outputs=m)
         params = random_params(rng, k, d, m)
         theta = params.to_vector(spec)
         y = Y[:, 0] if m is None else Y[:, :m]
-        t_eval = time_call(lambda: objective(theta, X, y, w, (k, d), spec, x_norms))
         gates = gate_weights(X, params, spec, x_norms)
-        t_gram = time_call(lambda: _kernels.gated_gram(X, y, w, gates))
-        rows.append({"n_outputs": m, "evaluation_s": t_eval, "least_squares_s": t_gram})
+        calls[m] = (
+            lambda theta=theta, y=y, spec=spec: objective(theta, X, y, w, (k, d), spec,
+                                                          x_norms),
+            lambda y=y, gates=gates: _kernels.gated_gram(X, y, w, gates),
+        )
+    times = {m: ([], []) for m in calls}
+    for _ in range(args.rounds):
+        for m, (evaluate, least_squares) in calls.items():
+            times[m][0].append(time_call(evaluate))
+            times[m][1].append(time_call(least_squares))
+    rows = [{"n_outputs": m, "evaluation_s": float(np.median(t_eval)),
+             "least_squares_s": float(np.median(t_gram))}
+            for m, (t_eval, t_gram) in times.items()]
     ref = rows[0]
     for row in rows:
         row["evaluation_ratio"] = row["evaluation_s"] / ref["evaluation_s"]
         row["least_squares_ratio"] = row["least_squares_s"] / ref["least_squares_s"]
     command = "python benchmarks/bench_multioutput.py " + " ".join(sys.argv[1:])
     report = {"git": git_describe(), "command": command.strip(), "n": n, "d": d, "k": k,
-              "rows": rows}
+              "rounds": args.rounds, "rows": rows}
     lines = [
         "# Objective evaluation against the number of outputs",
         "",
         f"`{report['command']}`; git describe --dirty: `{report['git']}`; n = {n}, "
         f"d = {d}, k = {k}, linear experts, perturbed cosine router, dense gates. "
-        "Median wall time of one call; ratios against the 1-d `y` in the same process.",
+        f"Median wall time of one call (median over {args.rounds} interleaved rounds); "
+        "ratios against the 1-d `y` in the same process.",
         "",
         "| y | objective + gradient | ratio | gated Gram (least squares) | ratio |",
         "|---|---|---|---|---|",

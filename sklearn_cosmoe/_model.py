@@ -213,9 +213,8 @@ def gate_weights(X, params, spec, x_norms=None):
     return gates_and_experts(X, params, spec, x_norms)[0]
 
 
-def predict(X, params, spec):
-    """The regression function ``f(x)``: shape ``(n,)`` with one output, ``(n, m)`` with ``m``."""
-    gates, outputs = gates_and_experts(X, params, spec)
+def combine_outputs(gates, outputs, params):
+    """``c + s sum_i g_i h_i`` from the gates and expert outputs of :func:`gates_and_experts`."""
     if params.n_outputs is None:
         mix = np.einsum("nk,nk->n", gates, outputs)
         return params.output_intercept + params.output_scale * mix
@@ -223,6 +222,11 @@ def predict(X, params, spec):
     return np.stack([p.output_intercept
                      + p.output_scale * np.einsum("nk,nk->n", gates, outputs[:, :, j])
                      for j, p in enumerate(_outputs(params))], axis=1)
+
+
+def predict(X, params, spec):
+    """The regression function ``f(x)``: shape ``(n,)`` with one output, ``(n, m)`` with ``m``."""
+    return combine_outputs(*gates_and_experts(X, params, spec), params)
 
 
 def n_free_parameters(shape, spec):

@@ -24,7 +24,8 @@ from scipy.optimize import minimize
 
 from . import _kernels
 from ._experts import LINEARISATION
-from ._model import MoEParams, gates_and_experts, objective, row_norms
+from ._model import (MoEParams, combine_outputs, gate_weights, gates_and_experts, objective,
+                     row_norms)
 from ._parallel import single_threaded_blas
 
 _KMEANS_ITER = 10
@@ -116,9 +117,10 @@ def initial_params(X, y, sample_weight, spec, n_experts, rng, x_norms=None, *,
         x_norms = row_norms(X)
     d = X.shape[1]
     centres = spherical_kmeans(X, sample_weight, n_experts, rng, x_norms)
+    m = spec.n_outputs
+    experts = (n_experts,) if m is None else (n_experts, m)
     params = MoEParams(centres * _gate_length(X, sample_weight, spec),
-                       np.zeros(n_experts), np.zeros((n_experts, d)),
-                       np.zeros(n_experts))
+                       np.zeros(n_experts), np.zeros((*experts, d)), np.zeros(experts))
     update_linear_experts(X, y, sample_weight, params, spec, x_norms)
     if spec.learns_output_affine:
         if linear_regime:
@@ -142,10 +144,13 @@ def _enter_linear_regime(X, sample_weight, params, spec, x_norms):
     """
     _, z = gates_and_experts(X, params, replace(spec, expert="linear"), x_norms)
     w = sample_weight / sample_weight.sum()
-    rms = math.sqrt(np.max(np.einsum("n,nk->k", w, z * z)))
-    eps = _LINEAR_REGIME_RMS / rms if rms > 0 else 1.0
+    # the largest root mean square over the experts, per output
+    rms = np.sqrt(np.max(np.einsum("n,nk...->k...", w, z * z), axis=0))
+    eps = np.divide(_LINEAR_REGIME_RMS, rms, out=np.ones_like(rms), where=rms > 0)
+    if params.n_outputs is None:
+        eps = float(eps)
     h0, h1 = LINEARISATION[spec.expert]
-    params.expert_coef = eps * params.expert_coef
+    params.expert_coef = np.expand_dims(eps, -1) * params.expert_coef
     params.expert_intercept = eps * params.expert_intercept
     params.output_scale = 1.0 / (eps * h1)
     params.output_intercept = -h0 / (eps * h1)
@@ -160,7 +165,8 @@ def _choose_preactivation_scale(X, y, sample_weight, params, spec, x_norms):
     Modifies ``params``.
     """
     w = sample_weight / sample_weight.sum()
-    y_mean = _mean(w, y)
+    columns = [y] if y.ndim == 1 else list(y.T)
+    y_means = [_mean(w, column) for column in columns]
     base = params.copy()
     best = None
     for scale in _PREACTIVATION_SCALES:
@@ -168,12 +174,23 @@ def _choose_preactivation_scale(X, y, sample_weight, params, spec, x_norms):
         trial.expert_coef = scale * base.expert_coef
         trial.expert_intercept = scale * base.expert_intercept
         gates, outputs = gates_and_experts(X, trial, spec, x_norms)
-        mix = np.einsum("nk,nk->n", gates, outputs)
-        mix_mean = _mean(w, mix)
-        var = _mean(w, (mix - mix_mean) ** 2)
-        if var > 0:
-            trial.output_scale = _mean(w, (mix - mix_mean) * (y - y_mean)) / var
-            trial.output_intercept = y_mean - trial.output_scale * mix_mean
+        if trial.n_outputs is not None:
+            trial.output_scale = np.array(trial.output_scale, dtype=float)
+            trial.output_intercept = np.array(trial.output_intercept, dtype=float)
+        for j, (column, y_mean) in enumerate(zip(columns, y_means)):
+            h = outputs if trial.n_outputs is None else outputs[:, :, j]
+            mix = np.einsum("nk,nk->n", gates, h)
+            mix_mean = _mean(w, mix)
+            var = _mean(w, (mix - mix_mean) ** 2)
+            if not var > 0:
+                continue
+            output_scale = _mean(w, (mix - mix_mean) * (column - y_mean)) / var
+            output_intercept = y_mean - output_scale * mix_mean
+            if trial.n_outputs is None:
+                trial.output_scale, trial.output_intercept = output_scale, output_intercept
+            else:
+                trial.output_scale[j], trial.output_intercept[j] = (output_scale,
+                                                                    output_intercept)
         shape = trial.shape
         loss = objective(trial.to_vector(spec), X, y, sample_weight, shape, spec,
                          x_norms)[0]
@@ -202,15 +219,15 @@ def split_worst_expert(X, y, sample_weight, params, spec, rng, x_norms=None):
     if x_norms is None:
         x_norms = row_norms(X)
     gates, outputs = gates_and_experts(X, params, spec, x_norms)
-    residual = y - (params.output_intercept
-                    + params.output_scale * np.einsum("nk,nk->n", gates, outputs))
-    worst = int(np.argmax(np.einsum("n,nk->k", sample_weight * residual ** 2, gates)))
+    residual = y - combine_outputs(gates, outputs, params)
+    squares = residual ** 2 if residual.ndim == 1 else np.sum(residual ** 2, axis=1)
+    worst = int(np.argmax(np.einsum("n,nk->k", sample_weight * squares, gates)))
     centres = spherical_kmeans(X, sample_weight * gates[:, worst], 2, rng, x_norms)
     k = params.shape[0]
     take = np.r_[np.arange(k), worst]
     split = MoEParams(params.gate_coef[take], params.gate_intercept[take],
                       params.expert_coef[take], params.expert_intercept[take],
-                      params.output_scale, params.output_intercept)
+                      params.output_scale, params.output_intercept).copy()
     split.gate_coef[[worst, k]] = centres * _gate_length(X, sample_weight, spec)
     split.gate_intercept[[worst, k]] -= math.log(2.0)
     if spec.expert == "linear":
@@ -226,7 +243,7 @@ def update_linear_experts(X, y, sample_weight, params, spec, x_norms=None):
     Modifies ``params`` in place.
     """
     k, d = params.shape
-    gates, _ = gates_and_experts(X, params, spec, x_norms)
+    gates = gate_weights(X, params, spec, x_norms)
     gram, rhs = _kernels.gated_gram(X, y, sample_weight, gates)
     total = sample_weight.sum()
     gram /= total
@@ -242,8 +259,9 @@ def update_linear_experts(X, y, sample_weight, params, spec, x_norms=None):
         coef = linalg.solve(gram, rhs, assume_a="pos")
     except (linalg.LinAlgError, ValueError):
         coef = linalg.lstsq(gram, rhs)[0]
-    coef = coef.reshape(k, p)
-    params.expert_coef = coef[:, :d].copy()
+    # one column per output: (k, d + 1) or (k, d + 1, m)
+    coef = coef.reshape(k, p, *rhs.shape[1:])
+    params.expert_coef = np.moveaxis(coef[:, :d], 1, -1).copy()
     params.expert_intercept = coef[:, d].copy()
     return params
 
