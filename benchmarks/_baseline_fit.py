@@ -12,14 +12,15 @@ from threadpoolctl import threadpool_limits
 
 from sklearn_cosmoe._experts import LINEARISATION
 from sklearn_cosmoe._model import MoEParams, objective, row_norms
+from sklearn_cosmoe._objective import ArrayObjective
 from sklearn_cosmoe._solver import spherical_kmeans, update_linear_experts
 
 
 def baseline_start(X, y, sample_weight, spec, n_experts, rng):
     """The start of commit d55a4fc."""
     d = X.shape[1]
-    x_norms = row_norms(X)
-    centres = spherical_kmeans(X, sample_weight, n_experts, rng, x_norms)
+    data = ArrayObjective(X, y, sample_weight)
+    centres = spherical_kmeans(data, n_experts, rng)
     if spec.router == "linear":
         w = sample_weight / sample_weight.sum()
         rms = np.sqrt(w @ np.einsum("ij,ij->i", X, X)) or 1.0
@@ -30,7 +31,7 @@ def baseline_start(X, y, sample_weight, spec, n_experts, rng):
         gate_coef = centres
     params = MoEParams(gate_coef, np.zeros(n_experts),
                        np.zeros((n_experts, d)), np.zeros(n_experts))
-    update_linear_experts(X, y, sample_weight, params, spec, x_norms)
+    update_linear_experts(data, params, spec)
     if spec.learns_output_affine:
         h0, h1 = LINEARISATION[spec.expert]
         params.output_scale = 1.0 / h1
@@ -59,6 +60,6 @@ def _baseline_fit(X, y, sample_weight, spec, n_experts, rng, max_iter, tol):
     params = MoEParams.from_vector(result.x, shape, spec)
     loss = result.fun
     if spec.expert == "linear":
-        update_linear_experts(X, y, sample_weight, params, spec, x_norms)
+        update_linear_experts(ArrayObjective(X, y, sample_weight, x_norms), params, spec)
         loss = objective(params.to_vector(spec), *args)[0]
     return loss

@@ -149,6 +149,7 @@ def bench_busy(repeat):
 def bench_threads(repeat):
     from sklearn_cosmoe import _kernels
     from sklearn_cosmoe._model import MoESpec, objective, row_norms
+    from sklearn_cosmoe._objective import ArrayObjective
     from sklearn_cosmoe._solver import initial_params
     rows = []
     spec = MoESpec()
@@ -157,7 +158,8 @@ def bench_threads(repeat):
         for n in (1_000, 2_000, 4_000, 8_000, 16_000):
             X, y = model_data(n, 10, 4)
             w = np.ones(n)
-            theta = initial_params(X, y, w, spec, 4, np.random.default_rng(0)).to_vector(spec)
+            theta = initial_params(ArrayObjective(X, y, w), spec, 4,
+                                   np.random.default_rng(0)).to_vector(spec)
             norms = row_norms(X)
             times = {}
             for threads in (1, 2):

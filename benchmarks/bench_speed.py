@@ -55,8 +55,9 @@ from sklearn.utils import check_random_state
 from threadpoolctl import threadpool_limits
 
 import sklearn_cosmoe
-from sklearn_cosmoe import CosineMoERegressor, _solver
+from sklearn_cosmoe import CosineMoERegressor, _objective
 from sklearn_cosmoe._model import MoEParams, MoESpec, objective
+from sklearn_cosmoe._objective import ArrayObjective
 from sklearn_cosmoe._solver import fit_least_squares, initial_params
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -142,28 +143,29 @@ def run_package(X, y, w, k, theta0, budget, stop_at=-np.inf):
     It stops at the budget, at convergence or at the first loss <= ``stop_at``.
     """
     trace = Trace(budget, stop_at)
-    original = _solver.objective
+    original = _objective.objective
 
     def traced(theta, *args):
         out = original(theta, *args)
         trace.record(out[0], stall=False)
         return out
 
-    _solver.objective = traced
+    _objective.objective = traced
     try:
         trace.start()
+        data = ArrayObjective(X, y, w)
         if theta0 is None:  # as CosineMoERegressor.fit does
-            params0 = initial_params(X, y, w, SPEC, k, check_random_state(0))
+            params0 = initial_params(data, SPEC, k, check_random_state(0))
         else:
             params0 = MoEParams.from_vector(theta0.copy(), (k, X.shape[1]), SPEC)
-        fit_least_squares(X, y, w, params0, SPEC, max_iter=100_000, tol=1e-10,
+        fit_least_squares(data, params0, SPEC, max_iter=100_000, tol=1e-10,
                           solve_experts_first=theta0 is not None)
     except _Stop:
         pass
     finally:
-        _solver.objective = original
+        _objective.objective = original
     if not trace.losses:
-        raise RuntimeError("the package's solver no longer calls _solver.objective; "
+        raise RuntimeError("the package's solver no longer calls _objective.objective; "
                            "update run_package")
     return trace
 
@@ -260,7 +262,8 @@ def random_start(k, d, seed=0):
 
 def best_start(X, y, w, k):
     """The package's data-driven start (spherical k-means + least squares)."""
-    return initial_params(X, y, w, SPEC, k, check_random_state(0)).to_vector(SPEC)
+    return initial_params(ArrayObjective(X, y, w), SPEC, k,
+                          check_random_state(0)).to_vector(SPEC)
 
 
 def race_data(n, k):

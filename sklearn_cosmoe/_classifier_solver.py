@@ -18,20 +18,21 @@ import numpy as np
 
 from ._classifier_model import ClassifierParams, objective
 from ._model import row_norms
+from ._objective import ArrayObjective
 from ._solver import FitResult, _gate_length, lbfgs_with_restart, spherical_kmeans
 
 
 def initial_params(X, y, sample_weight, spec, n_experts, n_classes, rng, x_norms=None):
     """Spherical k-means gates; experts at the weighted log class frequencies."""
-    if x_norms is None:
-        x_norms = row_norms(X)
     d = X.shape[1]
-    centres = spherical_kmeans(X, sample_weight, n_experts, rng, x_norms)
+    # the start's gates see only X and the weights: y (class indices) is not used
+    rows = ArrayObjective(X, y, sample_weight, x_norms)
+    centres = spherical_kmeans(rows, n_experts, rng)
     counts = np.bincount(y, weights=sample_weight, minlength=n_classes)
     # a class without weight starts well below the others, not at log(0)
     freq = np.maximum(counts / counts.sum(), 1e-3 / n_classes)
     log_freq = np.log(freq) - np.mean(np.log(freq))
-    return ClassifierParams(centres * _gate_length(X, sample_weight, spec),
+    return ClassifierParams(centres * _gate_length(rows, spec),
                             np.zeros(n_experts), np.zeros((n_experts, n_classes, d)),
                             np.tile(log_freq, (n_experts, 1)))
 

@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._estimator import CosineMoERegressor
 from ._experts import EXPERTS
 from ._routers import ROUTERS
+from ._objective import ArrayObjective
 from ._solver import grow_path
 from ._validation import (check_numeric_target, check_x_magnitude, params_on_target_scale,
                           standardize_target)
@@ -179,7 +180,7 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         weights = np.ones(len(y))
         target, y_mean, y_scale = standardize_target(y, weights)
         spec = template._spec(None if y.ndim == 1 else y.shape[1])
-        path = grow_path(X, target, weights, spec, self.max_experts, rng,
+        path = grow_path(ArrayObjective(X, target, weights), spec, self.max_experts, rng,
                          max_iter=self.max_iter, tol=self.tol)
         for k, result in enumerate(path, start=1):
             reg = clone(template).set_params(n_experts=k)

@@ -19,6 +19,7 @@ from ._base import MoEEstimatorMixin
 from ._experts import EXPERTS
 from ._model import MoEParams, MoESpec, gates_and_experts, n_free_parameters, predict
 from ._routers import ROUTERS
+from ._objective import ArrayObjective
 from ._solver import fit_from_data, fit_least_squares
 from ._validation import (check_numeric_target, check_positive_total_weight,
                           check_x_magnitude, normalize_sample_weight,
@@ -282,16 +283,16 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         target, y_mean, y_scale = standardize_target(y, sample_weight)
 
         spec = self._spec(None if y.ndim == 1 else y.shape[1])
+        data = ArrayObjective(X, target, sample_weight)
         warm = self.warm_start and hasattr(self, "gate_coef_")
         if warm:
             start = self._warm_start_params(X.shape[1], spec, y_mean, y_scale)
-            results = [fit_least_squares(
-                X, target, sample_weight, start, spec, max_iter=self.max_iter,
-                tol=self.tol, verbose=self.verbose)]
+            results = [fit_least_squares(data, start, spec, max_iter=self.max_iter,
+                                         tol=self.tol, verbose=self.verbose)]
         else:
             rng = check_random_state(self.random_state)
             # a generator: each start is drawn just before it is fitted
-            results = (fit_from_data(X, target, sample_weight, spec, self.n_experts, rng,
+            results = (fit_from_data(data, spec, self.n_experts, rng,
                                      max_iter=self.max_iter, tol=self.tol,
                                      verbose=self.verbose)
                        for _ in range(self.n_init))

@@ -166,7 +166,27 @@ def loss_and_gradient(X, x_norms, y, sample_weight, gate_coef, gate_intercept,
     (length ``2 k d + 2 k + 2``), laid out as ``[gate_coef (k*d, row major),
     gate_intercept (k), expert_coef (k*d), expert_intercept (k), output_scale,
     output_intercept]``.  ``x_norms`` is :func:`row_norms` of ``X``;
-    ``sample_weight`` must have a positive sum.
+    ``sample_weight`` must have a positive sum.  It is
+    :func:`finish_loss_and_gradient` of :func:`loss_and_gradient_sums`.
+    """
+    partial = loss_and_gradient_sums(
+        X, x_norms, y, sample_weight, gate_coef, gate_intercept, expert_coef,
+        expert_intercept, output_scale, output_intercept, router, expert, tau1, tau2,
+        inv_temp, top_k)
+    return finish_loss_and_gradient(partial, gate_coef, router, tau1)
+
+
+def loss_and_gradient_sums(X, x_norms, y, sample_weight, gate_coef, gate_intercept,
+                           expert_coef, expert_intercept, output_scale, output_intercept,
+                           router, expert, tau1, tau2, inv_temp, top_k):
+    """Sums over the rows of each block for :func:`loss_and_gradient`, not yet added.
+
+    Returns an array of shape ``(n_blocks(n), 2 k d + 2 k + 4)``: per block,
+    the sums of the gradient's terms with the cosine router's norms held
+    fixed (the gradient's layout), of ``w r^2 / 2`` and of the weights.  Rows
+    of several such arrays, stacked in a fixed order, are what
+    :func:`finish_loss_and_gradient` adds up: so do the chunks of data spread
+    over several machines.
     """
     X = _matrix("X", X)
     n = X.shape[0]
@@ -181,9 +201,24 @@ def loss_and_gradient(X, x_norms, y, sample_weight, gate_coef, gate_intercept,
               float(output_intercept), *codes, tile_rows(k, d), True)
     unused = np.empty((0, 0))
     _run(_jit_loss.forward_blocks, _SIG_FORWARD, n, inputs, (unused, unused, partial))
+    return partial
+
+
+def finish_loss_and_gradient(partial, gate_coef, router, tau1):
+    """Loss and gradient of :func:`loss_and_gradient` from its per-block sums.
+
+    ``partial`` stacks rows of :func:`loss_and_gradient_sums`; they are added
+    in row order, then divided by the total weight, and the chain rule
+    through the cosine router's norms of ``gate_coef`` is applied.
+    """
+    gate_coef = _matrix("gate_coef", gate_coef)
+    k, d = gate_coef.shape
+    partial = _matrix("partial", partial, n_cols=2 * k * d + 2 * k + 4)
+    if router not in (ROUTER_LINEAR, ROUTER_COSINE, ROUTER_PERTURBED_COSINE):
+        raise ValueError(f"router must be a ROUTER_* code; got {router!r}.")
     grad = np.empty(2 * k * d + 2 * k + 2)
     finish = compiled(_jit_loss.loss_finish, _SIG_FINISH)
-    loss, total_weight = finish(partial, params[0], codes[0], codes[2], grad)
+    loss, total_weight = finish(partial, gate_coef, int(router), float(tau1), grad)
     if not total_weight > 0:
         raise ValueError(f"sample_weight must have a positive sum; got {total_weight}.")
     return loss / total_weight, grad

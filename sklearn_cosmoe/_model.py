@@ -270,36 +270,78 @@ def objective(theta, X, y, sample_weight, shape, spec, x_norms=None):
     a copy of each column per evaluation); ``sample_weight`` must sum to a
     positive number.  ``x_norms`` (:func:`row_norms` of ``X``) is computed
     when not given; a fit passes it to save that pass over ``X`` at every
-    evaluation.  With ``m`` outputs the fused kernel runs once per output:
-    the loss and the gate gradients are the sums over the outputs, added in
-    output order.
+    evaluation.  With ``m`` outputs the fused kernel runs once per output
+    (:func:`sum_outputs`).
     """
     X, x_norms = _prepare(X, x_norms)
-    k, d = shape
-    kd = k * d
+    params = params_of_vector(theta, shape, spec)
+    columns = _target_columns(y, X.shape[0], spec)
+    results = [_kernels.loss_and_gradient(X, x_norms, column, sample_weight,
+                                          *loss_kernel_args(p, spec))
+               for column, p in zip(columns, _outputs(params))]
+    return penalised(*sum_outputs(results, shape), params, spec)
+
+
+def params_of_vector(theta, shape, spec):
+    """:meth:`MoEParams.from_vector` after checking the length of ``theta``."""
     theta = np.asarray(theta, dtype=np.float64)
     size = spec.n_parameters(shape)
     if theta.shape != (size,):
         raise ValueError(f"theta has shape {theta.shape}; expected ({size},) for "
                          f"shape={shape}.")
-    columns = _target_columns(y, X.shape[0], spec)
-    params = MoEParams.from_vector(theta, shape, spec)
-    m = len(columns)
+    return MoEParams.from_vector(theta, shape, spec)
+
+
+def loss_kernel_args(params, spec):
+    """The arguments after the data of :func:`sklearn_cosmoe._kernels.loss_and_gradient`.
+
+    ``params`` has one output: with several, pass each :meth:`MoEParams.output`.
+    """
+    return (*_param_arrays(params), float(params.output_scale),
+            float(params.output_intercept), *spec.kernel_args())
+
+
+def sum_outputs(results, shape):
+    """The data's mean loss and gradient of ``m`` outputs from those of each output.
+
+    ``results`` holds, for each output in order, the loss and the gradient of
+    :func:`sklearn_cosmoe._kernels.loss_and_gradient` (the single-output
+    layout).  The objective of ``m`` outputs is the sum of the outputs'
+    objectives, which share the router's parameters: the loss and the
+    router's gradient are the sums over the outputs (added in output order),
+    and each output's expert, output scale and intercept gradients are its
+    own.  Returns the loss and the gradient in the layout of
+    :meth:`MoEParams.to_vector` with the output scales and intercepts; one
+    output's result is returned as it is (the layouts coincide).
+    """
+    if len(results) == 1:
+        return results[0]
+    k, d = shape
+    kd = k * d
+    m = len(results)
     loss = 0.0
     grad = np.zeros(kd + k + m * (kd + k) + 2 * m)
     expert_grad = grad[kd + k:kd + k + m * kd].reshape(k, m, d)
     intercept_grad = grad[kd + k + m * kd:kd + k + m * (kd + k)].reshape(k, m)
     affine_grad = grad[kd + k + m * (kd + k):].reshape(2, m)
-    for j, (column, p) in enumerate(zip(columns, _outputs(params))):
-        loss_j, grad_j = _kernels.loss_and_gradient(
-            X, x_norms, column, sample_weight, *_param_arrays(p),
-            float(p.output_scale), float(p.output_intercept), *spec.kernel_args(),
-        )
+    for j, (loss_j, grad_j) in enumerate(results):
         loss += loss_j
         grad[:kd + k] += grad_j[:kd + k]
         expert_grad[:, j] = grad_j[kd + k:2 * kd + k].reshape(k, d)
         intercept_grad[:, j] = grad_j[2 * kd + k:2 * kd + 2 * k]
         affine_grad[:, j] = grad_j[-2:]
+    return loss, grad
+
+
+def penalised(loss, grad, params, spec):
+    """The objective from the data's mean loss and gradient (all parameters' layout).
+
+    Adds the ridge terms (module docstring), counted once whatever the number
+    of outputs, and drops the output scales' and intercepts' gradient when
+    ``spec`` does not learn them.  ``grad`` is modified.
+    """
+    k, d = params.shape
+    kd = k * d
     if spec.alpha > 0:
         a = spec.alpha
         coef = params.expert_coef.ravel()
@@ -309,5 +351,5 @@ def objective(theta, X, y, sample_weight, shape, spec, x_norms=None):
             loss += 0.5 * a * np.dot(params.gate_coef.ravel(), params.gate_coef.ravel())
             grad[:kd] += a * params.gate_coef.ravel()
     if not spec.learns_output_affine:
-        grad = grad[:-2 * m]
+        grad = grad[:-2 * (params.n_outputs or 1)]
     return loss, grad

@@ -1,7 +1,11 @@
 """Least-squares solvers for the mixture of experts.
 
-The fit is L-BFGS-B on all parameters with the exact gradient of
-:func:`sklearn_cosmoe._model.objective`.  Linear experts are, for fixed
+The solvers never touch a row of the data: they take an *objective*
+(:mod:`sklearn_cosmoe._objective`), whose methods are the sums over the rows
+that they need, so one solver fits data in memory
+(:class:`~sklearn_cosmoe._objective.ArrayObjective`) and data spread over a
+cluster alike.  The fit is L-BFGS-B on all parameters with the exact gradient
+of :func:`sklearn_cosmoe._model.objective`.  Linear experts are, for fixed
 gates, an exact weighted (ridge) least-squares problem
 (:func:`update_linear_experts`): that step starts and ends their fit.
 Top-K gates make the objective jump where two scores cross, so a top-K fit
@@ -22,10 +26,8 @@ import numpy as np
 from scipy import linalg
 from scipy.optimize import minimize
 
-from . import _kernels
 from ._experts import LINEARISATION
-from ._model import (MoEParams, combine_outputs, gate_weights, gates_and_experts, objective,
-                     row_norms)
+from ._model import MoEParams
 from ._parallel import single_threaded_blas
 
 _KMEANS_ITER = 10
@@ -60,45 +62,40 @@ class FitResult:
         return iter((self.params, self.loss, self.n_iter, self.converged))
 
 
-def spherical_kmeans(X, sample_weight, n_clusters, rng, x_norms=None):
-    """Weighted k-means on the unit directions of the rows of ``X``.
+def spherical_kmeans(data, n_clusters, rng):
+    """Weighted k-means on the unit directions of the rows of the objective ``data``.
 
     Starts from random directions drawn from ``rng`` (not from rows, so the
     result does not depend on how often a row is repeated); zero rows take
-    no part.  An empty cluster keeps its previous centre.  ``X`` must be
-    C-contiguous float64; ``x_norms`` (:func:`row_norms` of ``X``) is
-    computed when not given.
+    no part.  An empty cluster keeps its previous centre.  Each step is one
+    :meth:`direction_sums` of ``data``.
 
     Returns
     -------
     centres : ndarray of shape (n_clusters, n_features), unit rows
     """
-    if x_norms is None:
-        x_norms = row_norms(X)
-    centres = rng.standard_normal((n_clusters, X.shape[1]))
+    centres = rng.standard_normal((n_clusters, data.n_features))
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     for _ in range(_KMEANS_ITER):
-        totals = _kernels.direction_cluster_sums(X, x_norms, sample_weight, centres)
+        totals = data.direction_sums(centres)
         sizes = np.linalg.norm(totals, axis=1)
         filled = sizes > 0
         centres[filled] = totals[filled] / sizes[filled, None]
     return centres
 
 
-def _gate_length(X, sample_weight, spec):
+def _gate_length(data, spec):
     """Length of a starting gate coefficient ``beta_1i`` (unit direction times this)."""
     if spec.router == "linear":
         # scores of order +-2 on rows of typical norm
-        w = sample_weight / sample_weight.sum()
-        rms = math.sqrt(np.sum(w * np.einsum("ij,ij->i", X, X))) or 1.0  # no BLAS: fixed order
+        rms = math.sqrt(data.mean_square_norm()) or 1.0
         return 2.0 * spec.temperature / rms
     if spec.router == "perturbed_cosine":
         return 3.0 * spec.tau1  # |u_i| = 3/4, well inside the unit ball
     return 1.0
 
 
-def initial_params(X, y, sample_weight, spec, n_experts, rng, x_norms=None, *,
-                   linear_regime=True):
+def initial_params(data, spec, n_experts, rng, *, linear_regime=True):
     """A k-means start: spherical k-means gates, least-squares experts.
 
     The router's directions are the centres of :func:`spherical_kmeans`;
@@ -111,21 +108,19 @@ def initial_params(X, y, sample_weight, spec, n_experts, rng, x_norms=None, *,
     8, 16 on the objective (with the exact output scale and intercept for
     each).  Without it, the least-squares pre-activations are kept as they
     are, with ``s = 1/h'(0)`` and ``c = -h(0)/h'(0)``: a start that is
-    already saturated where the linear fit is large.
+    already saturated where the linear fit is large.  ``data`` is the
+    objective (:mod:`sklearn_cosmoe._objective`).
     """
-    if x_norms is None:
-        x_norms = row_norms(X)
-    d = X.shape[1]
-    centres = spherical_kmeans(X, sample_weight, n_experts, rng, x_norms)
-    m = spec.n_outputs
-    experts = (n_experts,) if m is None else (n_experts, m)
-    params = MoEParams(centres * _gate_length(X, sample_weight, spec),
+    d = data.n_features
+    centres = spherical_kmeans(data, n_experts, rng)
+    experts = (n_experts,) if spec.n_outputs is None else (n_experts, spec.n_outputs)
+    params = MoEParams(centres * _gate_length(data, spec),
                        np.zeros(n_experts), np.zeros((*experts, d)), np.zeros(experts))
-    update_linear_experts(X, y, sample_weight, params, spec, x_norms)
+    update_linear_experts(data, params, spec)
     if spec.learns_output_affine:
         if linear_regime:
-            _enter_linear_regime(X, sample_weight, params, spec, x_norms)
-            _choose_preactivation_scale(X, y, sample_weight, params, spec, x_norms)
+            _enter_linear_regime(data, params, spec)
+            _choose_preactivation_scale(data, params, spec)
         else:
             h0, h1 = LINEARISATION[spec.expert]
             params.output_scale = 1.0 / h1
@@ -133,19 +128,17 @@ def initial_params(X, y, sample_weight, spec, n_experts, rng, x_norms=None, *,
     return params
 
 
-def _enter_linear_regime(X, sample_weight, params, spec, x_norms):
+def _enter_linear_regime(data, params, spec):
     """Map least-squares linear experts to feed-forward ones of the same first-order fit.
 
     ``params`` holds linear experts ``z_i = a_i . x + b_i`` (output scale 1,
     intercept 0).  With ``eps`` chosen so that the largest root mean square
     of the ``eps z_i`` is :data:`_LINEAR_REGIME_RMS`, ``c + s h(eps z) = z +
-    O(eps^2 z^2)`` for ``s = 1 / (eps h'(0))`` and ``c = -s h(0)``.
-    Modifies ``params``.
+    O(eps^2 z^2)`` for ``s = 1 / (eps h'(0))`` and ``c = -s h(0)``; with
+    several outputs, one ``eps`` per output.  Modifies ``params``.
     """
-    _, z = gates_and_experts(X, params, replace(spec, expert="linear"), x_norms)
-    w = sample_weight / sample_weight.sum()
-    # the largest root mean square over the experts, per output
-    rms = np.sqrt(np.max(np.einsum("n,nk...->k...", w, z * z), axis=0))
+    # the largest root mean square over the experts (of each output)
+    rms = np.sqrt(np.max(data.preactivation_mean_squares(params, spec), axis=0))
     eps = np.divide(_LINEAR_REGIME_RMS, rms, out=np.ones_like(rms), where=rms > 0)
     if params.n_outputs is None:
         eps = float(eps)
@@ -156,44 +149,34 @@ def _enter_linear_regime(X, sample_weight, params, spec, x_norms):
     params.output_intercept = -h0 / (eps * h1)
 
 
-def _choose_preactivation_scale(X, y, sample_weight, params, spec, x_norms):
+def _choose_preactivation_scale(data, params, spec):
     """Scale the feed-forward pre-activations by the best of :data:`_PREACTIVATION_SCALES`.
 
     For each scale the output intercept and scale are the exact weighted
-    least squares (the prediction is affine in them); the scale with the
-    lowest objective is kept (the linear regime, scale 1, on a tie).
-    Modifies ``params``.
+    least squares (the prediction is affine in them; each output's own with
+    several outputs); the scale with the lowest objective is kept (the
+    linear regime, scale 1, on a tie).  Modifies ``params``.
     """
-    w = sample_weight / sample_weight.sum()
-    columns = [y] if y.ndim == 1 else list(y.T)
-    y_means = [_mean(w, column) for column in columns]
     base = params.copy()
     best = None
     for scale in _PREACTIVATION_SCALES:
         trial = base.copy()
         trial.expert_coef = scale * base.expert_coef
         trial.expert_intercept = scale * base.expert_intercept
-        gates, outputs = gates_and_experts(X, trial, spec, x_norms)
-        if trial.n_outputs is not None:
-            trial.output_scale = np.array(trial.output_scale, dtype=float)
-            trial.output_intercept = np.array(trial.output_intercept, dtype=float)
-        for j, (column, y_mean) in enumerate(zip(columns, y_means)):
-            h = outputs if trial.n_outputs is None else outputs[:, :, j]
-            mix = np.einsum("nk,nk->n", gates, h)
-            mix_mean = _mean(w, mix)
-            var = _mean(w, (mix - mix_mean) ** 2)
-            if not var > 0:
-                continue
-            output_scale = _mean(w, (mix - mix_mean) * (column - y_mean)) / var
-            output_intercept = y_mean - output_scale * mix_mean
-            if trial.n_outputs is None:
-                trial.output_scale, trial.output_intercept = output_scale, output_intercept
-            else:
-                trial.output_scale[j], trial.output_intercept[j] = (output_scale,
-                                                                    output_intercept)
-        shape = trial.shape
-        loss = objective(trial.to_vector(spec), X, y, sample_weight, shape, spec,
-                         x_norms)[0]
+        y_mean, mix_mean, var, cov = data.output_moments(trial, spec)
+        if params.n_outputs is None:
+            if var > 0:
+                trial.output_scale = cov / var
+                trial.output_intercept = y_mean - trial.output_scale * mix_mean
+        else:
+            # outputs whose mixture is constant keep their scale and intercept
+            varies = var > 0
+            output_scale = np.divide(cov, var, out=trial.output_scale.copy(),
+                                     where=varies)
+            trial.output_intercept = np.where(varies, y_mean - output_scale * mix_mean,
+                                              trial.output_intercept)
+            trial.output_scale = output_scale
+        loss = data.loss_and_gradient(trial.to_vector(spec), trial.shape, spec)[0]
         if best is None or loss < best[0]:
             best = (loss, trial)
     chosen = best[1]
@@ -201,12 +184,7 @@ def _choose_preactivation_scale(X, y, sample_weight, params, spec, x_norms):
     params.output_scale, params.output_intercept = chosen.output_scale, chosen.output_intercept
 
 
-def _mean(w, v):
-    """``sum(w * v)`` in a fixed order (no BLAS: the same bits with any thread count)."""
-    return float(np.einsum("n,n->", w, v))
-
-
-def split_worst_expert(X, y, sample_weight, params, spec, rng, x_norms=None):
+def split_worst_expert(data, params, spec, rng):
     """A mixture of ``k + 1`` experts: the expert that fits worst split in two.
 
     The worst expert ``j`` has the largest gated squared residual
@@ -216,36 +194,31 @@ def split_worst_expert(X, y, sample_weight, params, spec, rng, x_norms=None):
     intercept minus :math:`\\log 2`.  Linear experts are then set to their
     exact least-squares values.  ``params`` is not modified.
     """
-    if x_norms is None:
-        x_norms = row_norms(X)
-    gates, outputs = gates_and_experts(X, params, spec, x_norms)
-    residual = y - combine_outputs(gates, outputs, params)
-    squares = residual ** 2 if residual.ndim == 1 else np.sum(residual ** 2, axis=1)
-    worst = int(np.argmax(np.einsum("n,nk->k", sample_weight * squares, gates)))
-    centres = spherical_kmeans(X, sample_weight * gates[:, worst], 2, rng, x_norms)
+    worst = int(np.argmax(data.gated_squared_residuals(params, spec)))
+    centres = spherical_kmeans(data.gated(params, spec, worst), 2, rng)
     k = params.shape[0]
     take = np.r_[np.arange(k), worst]
     split = MoEParams(params.gate_coef[take], params.gate_intercept[take],
                       params.expert_coef[take], params.expert_intercept[take],
                       params.output_scale, params.output_intercept).copy()
-    split.gate_coef[[worst, k]] = centres * _gate_length(X, sample_weight, spec)
+    split.gate_coef[[worst, k]] = centres * _gate_length(data, spec)
     split.gate_intercept[[worst, k]] -= math.log(2.0)
     if spec.expert == "linear":
-        update_linear_experts(X, y, sample_weight, split, spec, x_norms)
+        update_linear_experts(data, split, spec)
     return split
 
 
-def update_linear_experts(X, y, sample_weight, params, spec, x_norms=None):
+def update_linear_experts(data, params, spec):
     """Set the expert parameters to the exact weighted ridge least squares.
 
     With the gates fixed, ``f(x) = sum_i g_i(x) (a_i . x + b_i)`` is linear in
-    ``(a, b)``; the ridge term ``alpha/2 |a|^2`` matches the objective.
-    Modifies ``params`` in place.
+    ``(a, b)``; the ridge term ``alpha/2 |a|^2`` matches the objective.  With
+    several outputs, one Gram matrix and one right-hand side per output: the
+    outputs' problems are solved together.  Modifies ``params`` in place.
     """
     k, d = params.shape
-    gates = gate_weights(X, params, spec, x_norms)
-    gram, rhs = _kernels.gated_gram(X, y, sample_weight, gates)
-    total = sample_weight.sum()
+    gram, rhs = data.expert_normal_equations(params, spec)
+    total = data.total_weight
     gram /= total
     rhs /= total
     p = d + 1
@@ -297,7 +270,7 @@ def lbfgs_with_restart(fun, theta, max_iter, tol):
     return theta, result.fun, max(n_iter, 1), reason
 
 
-def _lbfgs(params, args, spec, max_iter, tol, experts_only=False):
+def _lbfgs(data, params, spec, max_iter, tol, experts_only=False):
     """:func:`lbfgs_with_restart` on the objective, from ``params``.
 
     ``experts_only`` holds the router fixed and moves the expert parameters
@@ -317,14 +290,14 @@ def _lbfgs(params, args, spec, max_iter, tol, experts_only=False):
     def fun(sub):
         full = theta.copy()
         full[free] = sub
-        loss, grad = objective(full, *args)
+        loss, grad = data.loss_and_gradient(full, shape, spec)
         return loss, grad[free]
 
     theta[free], loss, n_iter, reason = lbfgs_with_restart(fun, theta[free], max_iter, tol)
     return MoEParams.from_vector(theta, shape, spec), loss, n_iter, reason
 
 
-def fit_least_squares(X, y, sample_weight, params, spec, *, max_iter=1000,
+def fit_least_squares(data, params, spec, *, max_iter=1000,
                       tol=1e-7, verbose=0, solve_experts_first=True):
     """Minimise the objective from ``params``.
 
@@ -337,8 +310,8 @@ def fit_least_squares(X, y, sample_weight, params, spec, *, max_iter=1000,
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features), float64, C-contiguous
-    y, sample_weight : ndarray of shape (n_samples,), float64
+    data : objective
+        The rows (:mod:`sklearn_cosmoe._objective`).
     params : MoEParams
         Start; not modified.
     spec : MoESpec
@@ -354,14 +327,12 @@ def fit_least_squares(X, y, sample_weight, params, spec, *, max_iter=1000,
         only when the last run passed L-BFGS-B's tolerance test.
     """
     params = params.copy()
-    x_norms = row_norms(X)
     if spec.expert == "linear" and solve_experts_first:
-        update_linear_experts(X, y, sample_weight, params, spec, x_norms)
+        update_linear_experts(data, params, spec)
     specs = [spec] if spec.top_k is None else [replace(spec, top_k=None), spec]
     n_iter = 0
     for run_spec in specs:
-        args = (X, y, sample_weight, params.shape, run_spec, x_norms)
-        params, loss, nit, reason = _lbfgs(params, args, run_spec, max_iter, tol)
+        params, loss, nit, reason = _lbfgs(data, params, run_spec, max_iter, tol)
         n_iter += nit
         if reason == "line_search" and run_spec.top_k is not None:
             # stuck at a jump of the top-K objective: freeze the router
@@ -369,19 +340,20 @@ def fit_least_squares(X, y, sample_weight, params, spec, *, max_iter=1000,
             if spec.expert == "linear":
                 reason = None  # the exact least squares below
             else:
-                params, loss, nit, reason = _lbfgs(params, args, run_spec,
+                params, loss, nit, reason = _lbfgs(data, params, run_spec,
                                                    max_iter, tol, experts_only=True)
                 n_iter += nit
         if spec.expert == "linear":
-            update_linear_experts(X, y, sample_weight, params, run_spec, x_norms)
-            loss = objective(params.to_vector(run_spec), *args)[0]
+            update_linear_experts(data, params, run_spec)
+            loss = data.loss_and_gradient(params.to_vector(run_spec), params.shape,
+                                          run_spec)[0]
     if verbose:
         print(f"[CosineMoE] {n_iter} L-BFGS iterations, objective {loss:.10g}"
               + ("" if reason is None else f", stopped by {reason}"))
     return FitResult(params, loss, n_iter, reason is None, reason)
 
 
-def grow_path(X, y, sample_weight, spec, max_experts, rng, **fit_params):
+def grow_path(data, spec, max_experts, rng, **fit_params):
     """Fits with 1, 2, ..., ``max_experts`` experts, each split from the last.
 
     The one-expert fit starts from the least-squares linear fit
@@ -395,23 +367,19 @@ def grow_path(X, y, sample_weight, spec, max_experts, rng, **fit_params):
     FitResult
         For 1, 2, ..., ``max_experts`` experts.
     """
-    x_norms = row_norms(X)
-
     def spec_for(k):
         return spec if spec.top_k is None or spec.top_k < k else replace(spec, top_k=None)
 
-    params = initial_params(X, y, sample_weight, spec_for(1), 1, rng, x_norms)
+    params = initial_params(data, spec_for(1), 1, rng)
     for k in range(1, max_experts + 1):
         if k > 1:
-            params = split_worst_expert(X, y, sample_weight, result.params,
-                                        spec_for(k), rng, x_norms)
-        result = fit_least_squares(X, y, sample_weight, params, spec_for(k),
-                                   solve_experts_first=False, **fit_params)
+            params = split_worst_expert(data, result.params, spec_for(k), rng)
+        result = fit_least_squares(data, params, spec_for(k), solve_experts_first=False,
+                                   **fit_params)
         yield result
 
 
-def fit_from_data(X, y, sample_weight, spec, n_experts, rng, *, max_iter=1000,
-                  tol=1e-7, verbose=0):
+def fit_from_data(data, spec, n_experts, rng, *, max_iter=1000, tol=1e-7, verbose=0):
     """The default fit: the best of :data:`N_STARTS` k-means starts.
 
     Each start (:func:`initial_params`, its own k-means draw) is fitted to
@@ -425,13 +393,11 @@ def fit_from_data(X, y, sample_weight, spec, n_experts, rng, *, max_iter=1000,
     -------
     FitResult
     """
-    x_norms = row_norms(X)
     best = None
     for i in range(N_STARTS):
-        start = initial_params(X, y, sample_weight, spec, n_experts, rng, x_norms,
-                               linear_regime=i == 0)
-        result = fit_least_squares(X, y, sample_weight, start, spec, max_iter=max_iter,
-                                   tol=tol, verbose=verbose, solve_experts_first=False)
+        start = initial_params(data, spec, n_experts, rng, linear_regime=i == 0)
+        result = fit_least_squares(data, start, spec, max_iter=max_iter, tol=tol,
+                                   verbose=verbose, solve_experts_first=False)
         if best is None or result.loss < best.loss:
             best = result
     return best

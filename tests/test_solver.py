@@ -9,7 +9,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Ridge
 
 from sklearn_cosmoe import CosineMoERegressor
-from sklearn_cosmoe._model import MoESpec, gates_and_experts, objective, predict, row_norms
+from sklearn_cosmoe._model import MoESpec, gates_and_experts, objective, predict
+from sklearn_cosmoe._objective import ArrayObjective
 from sklearn_cosmoe._solver import (
     _enter_linear_regime,
     fit_from_data,
@@ -50,8 +51,9 @@ def test_a_failed_line_search_is_not_converged(data, monkeypatch):
     monkeypatch.setattr(_solver, "minimize", line_search_fails)
     X, y, w = data
     spec = MoESpec(temperature=0.3, expert="tanh")
-    start = initial_params(X, y, w, spec, 3, np.random.default_rng(0))
-    result = fit_least_squares(X, y, w, start, spec)
+    rows = ArrayObjective(X, y, w)
+    start = initial_params(rows, spec, 3, np.random.default_rng(0))
+    result = fit_least_squares(rows, start, spec)
     assert (result.converged, result.reason, result.n_iter) == (False, "line_search", 6)
     assert len(calls) == 2
     with pytest.warns(ConvergenceWarning, match="line search failed.*Increase tol"):
@@ -63,8 +65,9 @@ def test_a_failed_line_search_is_not_converged(data, monkeypatch):
 def test_iteration_limit_is_not_converged_and_says_so(data):
     X, y, w = data
     spec = MoESpec(temperature=0.3)
-    start = initial_params(X, y, w, spec, 3, np.random.default_rng(0))
-    result = fit_least_squares(X, y, w, start, spec, max_iter=2)
+    rows = ArrayObjective(X, y, w)
+    start = initial_params(rows, spec, 3, np.random.default_rng(0))
+    result = fit_least_squares(rows, start, spec, max_iter=2)
     assert (result.converged, result.reason, result.n_iter) == (False, "max_iter", 2)
 
 
@@ -89,14 +92,15 @@ def test_feedforward_start_is_the_linear_fit_to_first_order(data, expert, order,
     from sklearn_cosmoe import _solver
 
     X, y, w = data
-    linear = initial_params(X, y, w, MoESpec(), 3, np.random.default_rng(0))
+    rows = ArrayObjective(X, y, w)
+    linear = initial_params(rows, MoESpec(), 3, np.random.default_rng(0))
     f_linear = predict(X, linear, MoESpec())
     spec = MoESpec(expert=expert)
 
     def linear_regime(rms):
         monkeypatch.setattr(_solver, "_LINEAR_REGIME_RMS", rms)
         start = linear.copy()
-        _enter_linear_regime(X, w, start, spec, row_norms(X))
+        _enter_linear_regime(rows, start, spec)
         _, z = gates_and_experts(X, start, MoESpec(expert="linear"))
         assert_allclose(np.sqrt((z ** 2).mean(axis=0)).max(), rms)
         assert_array_equal(start.gate_coef, linear.gate_coef)
@@ -110,7 +114,7 @@ def test_feedforward_start_is_the_linear_fit_to_first_order(data, expert, order,
     assert gap < (0.1 if order == 3 else 1.0)
     assert_allclose(gap / half_gap, 2.0 ** (order - 1), rtol=0.15)
     # the start then scales the pre-activations: never a worse objective
-    chosen = initial_params(X, y, w, spec, 3, np.random.default_rng(0))
+    chosen = initial_params(rows, spec, 3, np.random.default_rng(0))
 
     def loss(params):
         return objective(params.to_vector(spec), X, y, w, params.shape, spec)[0]
@@ -121,11 +125,12 @@ def test_feedforward_start_is_the_linear_fit_to_first_order(data, expert, order,
 def test_split_worst_expert_splits_the_largest_gated_residual(data):
     X, y, w = data
     spec = MoESpec(temperature=0.3)
-    params = initial_params(X, y, w, spec, 2, np.random.default_rng(0))
+    rows = ArrayObjective(X, y, w)
+    params = initial_params(rows, spec, 2, np.random.default_rng(0))
     gates, outputs = gates_and_experts(X, params, spec)
     residual = y - (gates * outputs).sum(axis=1)
     worst = np.argmax(((residual ** 2)[:, None] * gates).sum(axis=0))
-    split = split_worst_expert(X, y, w, params, spec, np.random.default_rng(1))
+    split = split_worst_expert(rows, params, spec, np.random.default_rng(1))
     assert split.shape == (3, 3)
     other = 1 - worst
     assert_allclose(split.gate_coef[other], params.gate_coef[other])
@@ -137,7 +142,7 @@ def test_one_expert_of_the_grown_path_is_ridge_regression(data):
     X, y, w = data
     alpha = 1e-2
     spec = MoESpec(alpha=alpha)
-    first, second = grow_path(X, y, w, spec, 2, np.random.default_rng(0))
+    first, second = grow_path(ArrayObjective(X, y, w), spec, 2, np.random.default_rng(0))
     # objective 1/2 mean squared error + alpha/2 |a|^2 = Ridge(alpha n) / n
     ridge = Ridge(alpha=alpha * len(y)).fit(X, y)
     assert_allclose(first.params.expert_coef[0], ridge.coef_, rtol=1e-8)
@@ -151,10 +156,11 @@ def test_fit_from_data_keeps_the_best_of_its_starts(data):
 
     X, y, w = data
     spec = MoESpec(temperature=0.3)
-    result = fit_from_data(X, y, w, spec, 3, np.random.default_rng(0))
+    rows = ArrayObjective(X, y, w)
+    result = fit_from_data(rows, spec, 3, np.random.default_rng(0))
     rng = np.random.default_rng(0)
-    losses = [fit_least_squares(X, y, w, initial_params(X, y, w, spec, 3, rng,
-                                                       linear_regime=i == 0), spec).loss
+    losses = [fit_least_squares(rows, initial_params(rows, spec, 3, rng,
+                                                     linear_regime=i == 0), spec).loss
               for i in range(N_STARTS)]
     assert N_STARTS > 1
     assert result.loss == min(losses)
@@ -202,8 +208,73 @@ def test_top_1_passes_the_n_iter_check():
 def test_fit_result_unpacks_as_the_former_tuple(data):
     X, y, w = data
     spec = MoESpec()
-    start = initial_params(X, y, w, spec, 2, np.random.default_rng(0))
-    result = fit_least_squares(X, y, w, start, spec, max_iter=2)
+    rows = ArrayObjective(X, y, w)
+    start = initial_params(rows, spec, 2, np.random.default_rng(0))
+    result = fit_least_squares(rows, start, spec, max_iter=2)
     params, loss, n_iter, converged = result
     assert (params, loss, n_iter, converged) == (
         result.params, result.loss, result.n_iter, result.converged)
+
+
+class _OnlyTheInterface:
+    """An objective that offers the solver its documented methods and nothing else."""
+
+    _METHODS = ("loss_and_gradient", "expert_normal_equations", "direction_sums", "gated",
+                "mean_square_norm", "preactivation_mean_squares", "output_moments",
+                "gated_squared_residuals")
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.n_features = inner.n_features
+        self.total_weight = inner.total_weight
+
+    def __getattr__(self, name):
+        if name not in self._METHODS:
+            raise AttributeError(f"the solver asked the objective for {name!r}")
+        method = getattr(self._inner, name)
+        if name == "gated":
+            return lambda *args: _OnlyTheInterface(method(*args))
+        return method
+
+
+@pytest.mark.parametrize("router,expert", [("linear", "tanh"), ("perturbed_cosine", "linear")])
+def test_the_solver_sees_the_rows_only_through_the_objective(data, router, expert):
+    # every pass over the rows is a method of the objective: the same fit
+    # through a proxy that has no X, y or sample_weight
+    X, y, w = data
+    spec = MoESpec(router=router, expert=expert, temperature=0.3)
+    rows = ArrayObjective(X, y, w)
+    direct = list(grow_path(rows, spec, 2, np.random.default_rng(0), max_iter=30))
+    proxied = list(grow_path(_OnlyTheInterface(rows), spec, 2, np.random.default_rng(0),
+                             max_iter=30))
+    for a, b in zip(direct, proxied):
+        assert_array_equal(a.params.to_vector(spec), b.params.to_vector(spec))
+    result = fit_from_data(_OnlyTheInterface(rows), spec, 2, np.random.default_rng(0),
+                           max_iter=30)
+    assert_array_equal(result.params.to_vector(spec),
+                       fit_from_data(rows, spec, 2, np.random.default_rng(0),
+                                     max_iter=30).params.to_vector(spec))
+
+
+def test_array_objective_moments_against_numpy(data):
+    X, y, w = data
+    w = w * np.linspace(0.5, 2.0, len(w))
+    spec = MoESpec(expert="tanh", temperature=0.3)
+    rows = ArrayObjective(X, y, w)
+    params = initial_params(rows, spec, 3, np.random.default_rng(0))
+    gates, h = gates_and_experts(X, params, spec)
+    z = X @ params.expert_coef.T + params.expert_intercept
+    p = w / w.sum()
+    assert_allclose(rows.total_weight, w.sum())
+    assert_allclose(rows.mean_square_norm(), p @ (X ** 2).sum(axis=1))
+    assert_allclose(rows.preactivation_mean_squares(params, spec), p @ z ** 2)
+    mix = (gates * h).sum(axis=1)
+    y_mean, mix_mean, var, cov = rows.output_moments(params, spec)
+    assert_allclose([y_mean, mix_mean, var, cov],
+                    [p @ y, p @ mix, np.cov(mix, aweights=w, bias=True),
+                     np.cov(mix, y, aweights=w, bias=True)[0, 1]])
+    f = params.output_intercept + params.output_scale * mix
+    assert_allclose(rows.gated_squared_residuals(params, spec), (w * (y - f) ** 2) @ gates)
+    gated = rows.gated(params, spec, 1)
+    assert_allclose(gated.sample_weight, w * gates[:, 1])
+    assert gated.X is X

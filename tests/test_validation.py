@@ -167,8 +167,8 @@ def _raise(exc):
     return solver
 
 
-def _diverge(X, y, sample_weight, spec, n_experts, rng, **kwargs):
-    k, d = n_experts, X.shape[1]
+def _diverge(data, spec, n_experts, rng, **kwargs):
+    k, d = n_experts, data.n_features
     params = MoEParams(np.ones((k, d)), np.zeros(k), np.ones((k, d)), np.zeros(k))
     return FitResult(params, np.nan, 3, True)
 

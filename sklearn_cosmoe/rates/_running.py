@@ -12,6 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from .._estimator import CosineMoERegressor
 from .._model import MoESpec, predict
+from .._objective import ArrayObjective
 from .._solver import fit_least_squares
 from ..datasets import make_cosine_moe
 from ..metrics import voronoi_loss
@@ -111,7 +112,8 @@ def fit_one(protocol, task):
             rng = np.random.default_rng(_seed(p, task.truth, n_index, task.replicate, 2))
             start = near_truth_start(true, k, p.init_scale, rng)
             params, loss, n_iter, converged = fit_least_squares(
-                X, y, np.ones(task.n), start, spec, max_iter=p.max_iter, tol=p.tol)
+                ArrayObjective(X, y, np.ones(task.n)), start, spec, max_iter=p.max_iter,
+                tol=p.tol)
             fitted = MixingMeasure.from_params(params, spec)
             before = np.linalg.norm(start.gate_coef, axis=1)
             after = np.linalg.norm(params.gate_coef, axis=1)
