@@ -119,8 +119,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         :math:`\beta_1`.
     gate_intercept_ : ndarray of shape (n_experts,)
         :math:`\beta_0`.
-    expert_coef_ : ndarray of shape (n_experts, n_features) or \
-            (n_experts, n_outputs, n_features)
+    expert_coef_ : ndarray of shape (n_experts, n_features) or (n_experts, n_outputs, n_features)
         :math:`a`; with a 2-d ``y``, ``expert_coef_[i, j]`` is expert ``i``'s
         coefficients for output ``j`` (:ref:`multi-output`).
     expert_intercept_ : ndarray of shape (n_experts,) or (n_experts, n_outputs)
