@@ -147,14 +147,18 @@ class MoEParams:
         k, d = shape
         kd = k * d
         m = spec.n_outputs
-        per = 1 if m is None else m
-        expert_shapes = ((k, d), (k,)) if m is None else ((k, m, d), (k, m))
-        off_b = kd + k + per * kd
-        start = off_b + per * k
+        if m is None:
+            off_b, start = 2 * kd + k, 2 * kd + 2 * k
+            expert_coef = theta[kd + k:off_b].reshape(k, d)
+            expert_intercept = theta[off_b:start]
+        else:
+            off_b, start = kd + k + m * kd, kd + k + m * (kd + k)
+            expert_coef = theta[kd + k:off_b].reshape(k, m, d)
+            expert_intercept = theta[off_b:start].reshape(k, m)
         arrays = {"gate_coef": theta[:kd].reshape(k, d),
                   "gate_intercept": theta[kd:kd + k],
-                  "expert_coef": theta[kd + k:off_b].reshape(expert_shapes[0]),
-                  "expert_intercept": theta[off_b:start].reshape(expert_shapes[1])}
+                  "expert_coef": expert_coef,
+                  "expert_intercept": expert_intercept}
         if not spec.learns_output_affine:
             return cls(**arrays)
         if m is None:
