@@ -8,9 +8,11 @@ converge, and :meth:`~MoEEstimatorMixin.apply`.  Each estimator keeps its own
 attributes as a dict, and its own ``_spec``.
 """
 
+import functools
 import warnings
 
 import numpy as np
+from sklearn.base import is_regressor
 from sklearn.exceptions import ConvergenceWarning
 
 from ._validation import check_no_booleans, unscaled_features_message
@@ -20,6 +22,37 @@ _INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
 # hyperparameters that must be numbers, never booleans
 _NUMERIC_PARAMETERS = ("n_experts", "tau1", "tau2", "temperature", "top_k", "alpha",
                        "max_iter", "tol", "n_init")
+
+
+def is_dask_collection(obj):
+    """Whether ``obj`` is a Dask collection (Dask is imported only if it may be)."""
+    if not hasattr(obj, "__dask_graph__"):
+        return False
+    import dask
+
+    return dask.is_dask_collection(obj)
+
+
+def any_dask(*objs):
+    return any(is_dask_collection(obj) for obj in objs)
+
+
+def lazy_on_dask(per_expert=False):
+    """Run the decorated ``method(self, X)`` chunk by chunk when ``X`` is a Dask collection.
+
+    The result is then a lazy Dask array, with one column per expert when
+    ``per_expert`` (:func:`sklearn_cosmoe._dask.map_rows`).
+    """
+    def decorate(method):
+        @functools.wraps(method)
+        def wrapper(self, X):
+            if is_dask_collection(X):
+                from ._dask import map_rows
+
+                return map_rows(self, getattr(self, method.__name__), X, per_expert)
+            return method(self, X)
+        return wrapper
+    return decorate
 
 
 class MoEEstimatorMixin:
@@ -112,8 +145,32 @@ class MoEEstimatorMixin:
             "or scale the features (StandardScaler)."
         )
 
+    def score(self, X, y, sample_weight=None):
+        """The default score of the predictions: R² (regressor) or accuracy (classifier).
+
+        On Dask data, the regressor's R² is computed chunk by chunk on the
+        workers (:ref:`dask`).
+
+        Parameters
+        ----------
+        X : array-like or Dask collection of shape (n_samples, n_features)
+        y : array-like or Dask collection of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        float
+        """
+        if is_regressor(self) and any_dask(X, y, sample_weight):
+            from ._dask import r2_score
+
+            return r2_score(self, X, y, sample_weight)
+        return super().score(X, y, sample_weight=sample_weight)
+
     def apply(self, X):
         """Index of the expert with the largest gate weight for each row.
+
+        A lazy Dask array for Dask input, as ``predict_gates``.
 
         Parameters
         ----------

@@ -15,14 +15,14 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._base import MoEEstimatorMixin
+from ._base import MoEEstimatorMixin, any_dask, lazy_on_dask
 from ._experts import EXPERTS
 from ._model import MoEParams, MoESpec, gates_and_experts, n_free_parameters, predict
 from ._routers import ROUTERS
 from ._objective import ArrayObjective
 from ._solver import fit_from_data, fit_least_squares
 from ._validation import (check_numeric_target, check_positive_total_weight,
-                          check_x_magnitude, normalize_sample_weight,
+                          check_warm_start, check_x_magnitude, normalize_sample_weight,
                           params_on_standardized_scale, params_on_target_scale,
                           standardize_target)
 
@@ -270,6 +270,11 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         """Everything ``fit`` computes, as a dict of attributes; sets none but
         those of ``validate_data``."""
         self._check_params()
+        if any_dask(X, y, sample_weight):
+            from ._dask import first_chunk, fit_inputs
+
+            data, y_mean, y_scale = fit_inputs(self, X, y, sample_weight)
+            return self._fit_data(data, y_mean, y_scale, *first_chunk(data))
         check_numeric_target(y)
         X, y = validate_data(self, X, y, y_numeric=True, multi_output=True,
                              dtype=np.float64, order="C")
@@ -280,12 +285,20 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         check_positive_total_weight(sample_weight)
         sample_weight = normalize_sample_weight(sample_weight)
         target, y_mean, y_scale = standardize_target(y, sample_weight)
-
-        spec = self._spec(None if y.ndim == 1 else y.shape[1])
         data = ArrayObjective(X, target, sample_weight)
+        return self._fit_data(data, y_mean, y_scale, X, sample_weight)
+
+    def _fit_data(self, data, y_mean, y_scale, X_check, weight_check):
+        """The fit on the objective ``data`` of the standardized target.
+
+        ``X_check`` and ``weight_check`` (all the rows, or a sample of them)
+        go to the check for unscaled features.  ``y_mean`` and ``y_scale`` are
+        arrays with one entry per output for a 2-d ``y``.
+        """
+        spec = self._spec(None if np.ndim(y_mean) == 0 else len(y_mean))
         warm = self.warm_start and hasattr(self, "gate_coef_")
         if warm:
-            start = self._warm_start_params(X.shape[1], spec, y_mean, y_scale)
+            start = self._warm_start_params(data.n_features, spec, y_mean, y_scale)
             results = [fit_least_squares(data, start, spec, max_iter=self.max_iter,
                                          tol=self.tol, verbose=self.verbose)]
         else:
@@ -295,7 +308,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
                                      max_iter=self.max_iter, tol=self.tol,
                                      verbose=self.verbose)
                        for _ in range(self.n_init))
-        self._warn_if_unscaled(X, sample_weight)
+        self._warn_if_unscaled(X_check, weight_check)
         best, loss, losses = self._best_of(results)
         params = best.params
         if not (np.isfinite(loss) and np.all(np.isfinite(params.to_vector(spec)))):
@@ -307,8 +320,9 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
             fitted = params_on_target_scale(params, y_mean, y_scale, self.expert)
         if not all(np.all(np.isfinite(value)) for value in fitted.values()):
             raise ValueError(
-                "The fitted parameters overflow on the scale of y (largest "
-                f"|y| = {np.max(np.abs(y)):.3g}, standard deviation {y_scale:.3g}); "
+                "The fitted parameters overflow on the scale of y (mean "
+                f"{np.max(np.abs(y_mean)):.3g}, standard deviation {np.max(y_scale):.3g}"
+                f"{', the largest over the outputs' if np.ndim(y_mean) else ''}); "
                 "scale y down first."
             )
         self._warn_if_not_converged(best)
@@ -319,44 +333,16 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
 
     def _warm_start_params(self, n_features, spec, y_mean, y_scale):
         """The previous fit's parameters as a start, after checking they fit."""
-        shape = (self.n_experts, n_features)
-        if self.gate_coef_.shape != shape:
-            raise ValueError(
-                f"warm_start=True needs the same n_experts and number of features "
-                f"as the previous fit: it had (n_experts, n_features) = "
-                f"{self.gate_coef_.shape}, this fit has {shape}. Set warm_start=False "
-                "to fit from scratch."
-            )
-        if self._fitted_spec().n_outputs != spec.n_outputs:
-            raise ValueError(
-                "warm_start=True needs a target of the same shape as the previous "
-                f"fit's: it had n_outputs={self._fitted_spec().n_outputs}, this y has "
-                f"n_outputs={spec.n_outputs} (None for a 1-d y). Set warm_start=False "
-                "to fit from scratch."
-            )
-        previous = getattr(self, "_fitted_structure", None)
-        if previous is not None and previous != (self.router, self.expert):
-            raise ValueError(
-                f"warm_start=True needs the same router and expert as the previous "
-                f"fit: it had router={previous[0]!r}, expert={previous[1]!r}, this "
-                f"fit has router={self.router!r}, expert={self.expert!r}. Set "
-                "warm_start=False to fit from scratch."
-            )
-        for name in _PARAMETER_ATTRIBUTES:
-            if not np.all(np.isfinite(getattr(self, name))):
-                raise ValueError(
-                    f"warm_start=True cannot start from the previous fit: {name} "
-                    "contains NaN or infinite values. Set warm_start=False to fit "
-                    "from scratch."
-                )
+        check_warm_start(self, (self.n_experts, n_features), self._fitted_spec().n_outputs,
+                         spec.n_outputs, _PARAMETER_ATTRIBUTES)
         with np.errstate(over="ignore"):
             params = params_on_standardized_scale(self._params(), y_mean, y_scale,
                                                   self.expert)
         if not np.all(np.isfinite(params.to_vector(spec))):
             raise ValueError(
                 "warm_start=True cannot start from the previous fit: its parameters "
-                f"overflow on the scale of this y (standard deviation {y_scale:.3g}). "
-                "Set warm_start=False to fit from scratch."
+                f"overflow on the scale of this y (standard deviation "
+                f"{np.min(y_scale):.3g}). Set warm_start=False to fit from scratch."
             )
         return params
 
@@ -372,6 +358,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         check_is_fitted(self)
         return validate_data(self, X, reset=False, dtype=np.float64, order="C")
 
+    @lazy_on_dask(per_expert=True)
     def predict_gates(self, X):
         """Gate weights ``g(x)``: rows sum to 1, zeros outside the top K.
 
@@ -385,6 +372,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         """
         return self._gates_and_outputs(X)[0]
 
+    @lazy_on_dask(per_expert=True)
     def predict_experts(self, X):
         """Each expert's prediction ``c + s h(a_i . x + b_i)``.
 
@@ -403,6 +391,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         outputs = self._gates_and_outputs(X)[1]
         return self.output_intercept_ + self.output_scale_ * outputs
 
+    @lazy_on_dask()
     def predict(self, X):
         """Predict the target.
 

@@ -7,8 +7,11 @@ spin, so a busy machine costs a fit only the cores it does not get.  The
 number of threads follows scikit-learn's convention for its OpenMP code
 (:func:`sklearn.utils._openmp_helpers._openmp_effective_n_threads`): it
 honours ``OMP_NUM_THREADS``, ``threadpoolctl``'s OpenMP limit and the inner
-thread limits of joblib's workers.  The pool is made again in a child after
-``fork``, and the pool's threads never submit work themselves.  The only
+thread limits of joblib's workers.  Inside a Dask worker, whose task threads
+run tasks side by side, a kernel runs on one thread unless the worker's
+environment sets ``OMP_NUM_THREADS`` (Dask's nanny sets it to 1 by default).
+The pool is made again in a child after ``fork``, and the pool's threads
+never submit work themselves.  The only
 process-wide setting touched is BLAS's thread count, held to one while a
 fit's optimiser runs (:func:`single_threaded_blas`) and then restored.
 
@@ -20,6 +23,7 @@ joblib's workers) share one machine code.  A compilation logs one message.
 
 import logging
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -77,9 +81,21 @@ def _get_pool():
 
 def n_threads(n_samples, n_blk):
     """Threads for a pass over ``n_samples`` rows in ``n_blk`` blocks."""
-    if n_samples < SERIAL_ROWS or n_blk < 2:
+    if n_samples < SERIAL_ROWS or n_blk < 2 or _in_dask_worker_by_default():
         return 1
     return max(1, min(_openmp_effective_n_threads(), n_blk))
+
+
+def _in_dask_worker_by_default():
+    """In a Dask worker's task, with no ``OMP_NUM_THREADS`` to say otherwise."""
+    distributed = sys.modules.get("distributed")  # never imported here
+    if distributed is None or "OMP_NUM_THREADS" in os.environ:
+        return False
+    try:
+        distributed.get_worker()
+    except ValueError:
+        return False
+    return True
 
 
 def run_blocks(kernel, n_blk, n_threads):

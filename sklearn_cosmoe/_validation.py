@@ -86,6 +86,45 @@ def check_positive_total_weight(sample_weight):
         )
 
 
+def check_warm_start(estimator, shape, previous_outputs, n_outputs, attributes):
+    """Refuse a warm start from a previous fit of another structure or with non-finite values.
+
+    ``shape`` is ``(n_experts, n_features)`` of this fit; ``previous_outputs``
+    and ``n_outputs`` the previous fit's and this target's number of outputs
+    (None for a 1-d ``y``); ``attributes`` the names of the fitted parameters.
+    """
+    if estimator.gate_coef_.shape != shape:
+        raise ValueError(
+            f"warm_start=True needs the same n_experts and number of features "
+            f"as the previous fit: it had (n_experts, n_features) = "
+            f"{estimator.gate_coef_.shape}, this fit has {shape}. Set warm_start=False "
+            "to fit from scratch."
+        )
+    if previous_outputs != n_outputs:
+        raise ValueError(
+            "warm_start=True needs a target of the same shape as the previous "
+            f"fit's: it had n_outputs={previous_outputs}, this y has "
+            f"n_outputs={n_outputs} (None for a 1-d y). Set warm_start=False "
+            "to fit from scratch."
+        )
+    router, expert = estimator.router, estimator.expert
+    previous = getattr(estimator, "_fitted_structure", None)
+    if previous is not None and previous != (router, expert):
+        raise ValueError(
+            f"warm_start=True needs the same router and expert as the previous "
+            f"fit: it had router={previous[0]!r}, expert={previous[1]!r}, this "
+            f"fit has router={router!r}, expert={expert!r}. Set "
+            "warm_start=False to fit from scratch."
+        )
+    for name in attributes:
+        if not np.all(np.isfinite(getattr(estimator, name))):
+            raise ValueError(
+                f"warm_start=True cannot start from the previous fit: {name} "
+                "contains NaN or infinite values. Set warm_start=False to fit "
+                "from scratch."
+            )
+
+
 def _power_of_two_below(value):
     """The power of two ``p`` with ``p <= value < 2 p``, for ``value > 0``.
 
