@@ -291,3 +291,11 @@ def test_cv_chooses_and_refits_with_several_outputs(two_outputs):
     assert cv.predict(X).shape == Y.shape
     assert cv.estimator_.expert_coef_.shape == (cv.n_experts_, 2, 3)
     assert_allclose(cv.predict(X), cv.estimator_.predict(X))
+
+
+def test_dask_inputs_with_several_outputs_are_refused_clearly(two_outputs):
+    da = pytest.importorskip("dask.array")
+    X, Y = two_outputs
+    with pytest.raises(ValueError, match="y must be a 1-d Dask array; got 2 dimensions"):
+        CosineMoERegressor(n_experts=2).fit(da.from_array(X, chunks=120),
+                                            da.from_array(Y, chunks=120))
