@@ -15,7 +15,8 @@ from ._experts import EXPERTS
 from ._routers import ROUTERS
 from ._objective import ArrayObjective
 from ._solver import grow_path
-from ._validation import check_numeric_target, check_x_magnitude, standardize_target
+from ._validation import (check_numeric_target, check_x_magnitude, params_on_target_scale,
+                          standardize_target)
 
 
 class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
@@ -167,6 +168,11 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
     def _routers(self):
         """The candidate routers as a tuple, checked."""
         routers = (self.router,) if isinstance(self.router, str) else tuple(self.router)
@@ -196,11 +202,13 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         template._check_params()
         weights = np.ones(len(y))
         target, y_mean, y_scale = standardize_target(y, weights)
-        path = grow_path(ArrayObjective(X, target, weights), template._spec(),
-                         self.max_experts, rng, max_iter=self.max_iter, tol=self.tol)
+        spec = template._spec(None if y.ndim == 1 else y.shape[1])
+        path = grow_path(ArrayObjective(X, target, weights), spec, self.max_experts, rng,
+                         max_iter=self.max_iter, tol=self.tol)
         for k, result in enumerate(path, start=1):
             reg = clone(template).set_params(n_experts=k)
-            for name, value in reg._fitted_params(result.params, y_mean, y_scale).items():
+            fitted = params_on_target_scale(result.params, y_mean, y_scale, self.expert)
+            for name, value in fitted.items():
                 setattr(reg, name, value)
             reg._fitted_structure = (reg.router, reg.expert)
             reg.n_features_in_ = X.shape[1]
@@ -215,7 +223,8 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            A 2-d ``y`` fits multi-output mixtures (:ref:`multi-output`).
         groups : array-like of shape (n_samples,), default=None
             Group labels for a group splitter such as
             :class:`~sklearn.model_selection.GroupKFold`.
@@ -225,7 +234,9 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         self : CosineMoERegressorCV
         """
         check_numeric_target(y)
-        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64, order="C")
+        X, y = validate_data(self, X, y, y_numeric=True, multi_output=True,
+                             dtype=np.float64, order="C")
+        y = np.asarray(y, dtype=np.float64)
         check_x_magnitude(X)
         routers = self._routers()
         temperatures = np.asarray(self.temperatures, dtype=np.float64).ravel()
@@ -313,7 +324,7 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples,)
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64, order="C")

@@ -17,12 +17,13 @@ from sklearn.utils.validation import (
 
 from ._base import MoEEstimatorMixin, any_dask, lazy_on_dask
 from ._experts import EXPERTS
-from ._model import MoEParams, MoESpec, gates_and_experts, predict
+from ._model import MoEParams, MoESpec, gates_and_experts, n_free_parameters, predict
 from ._routers import ROUTERS
 from ._objective import ArrayObjective
 from ._solver import fit_from_data, fit_least_squares
 from ._validation import (check_numeric_target, check_positive_total_weight,
-                          check_x_magnitude, normalize_sample_weight,
+                          check_warm_start, check_x_magnitude, normalize_sample_weight,
+                          params_on_standardized_scale, params_on_target_scale,
                           standardize_target)
 
 _PARAMETER_ATTRIBUTES = ("gate_coef_", "gate_intercept_", "expert_coef_",
@@ -120,13 +121,14 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         :math:`\beta_1`.
     gate_intercept_ : ndarray of shape (n_experts,)
         :math:`\beta_0`.
-    expert_coef_ : ndarray of shape (n_experts, n_features)
-        :math:`a`.
-    expert_intercept_ : ndarray of shape (n_experts,)
+    expert_coef_ : ndarray of shape (n_experts, n_features) or (n_experts, n_outputs, n_features)
+        :math:`a`; with a 2-d ``y``, ``expert_coef_[i, j]`` is expert ``i``'s
+        coefficients for output ``j`` (:ref:`multi-output`).
+    expert_intercept_ : ndarray of shape (n_experts,) or (n_experts, n_outputs)
         :math:`b`.
-    output_scale_ : float
+    output_scale_ : float or ndarray of shape (n_outputs,)
         :math:`s` (1.0 for linear experts).
-    output_intercept_ : float
+    output_intercept_ : float or ndarray of shape (n_outputs,)
         :math:`c` (0.0 for linear experts).
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features,)
@@ -136,7 +138,8 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         with top-K gates); at least 1.
     loss_ : float
         Final training objective of the kept start: half the weighted mean
-        squared error of the standardized target, plus the ridge term.
+        squared error of the standardized target (summed over the outputs
+        of a 2-d ``y``, each standardized), plus the ridge term.
     init_losses_ : ndarray of shape (n_init,)
         Final training objective of each repetition.
     converged_ : bool
@@ -222,10 +225,20 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
 
-    def _spec(self):
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _spec(self, n_outputs=None):
         return MoESpec(router=self.router, expert=self.expert, tau1=self.tau1,
                        tau2=self.tau2, temperature=self.temperature,
-                       top_k=self.top_k, alpha=self.alpha)
+                       top_k=self.top_k, alpha=self.alpha, n_outputs=n_outputs)
+
+    def _fitted_spec(self):
+        """The spec of the fitted parameters (their number of outputs included)."""
+        coef = self.expert_coef_
+        return self._spec(None if coef.ndim == 2 else coef.shape[1])
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -239,10 +252,12 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         X : array-like of shape (n_samples, n_features)
             Entries of absolute value at most 1e100 (the largest at least
             1e-100 unless ``X`` is zero).
-        y : array-like of shape (n_samples,)
-            Finite numbers.  The target is standardized for the fit, so its
-            scale does not matter as long as the fitted parameters on its
-            scale do not overflow (an error says so).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Finite numbers.  The target is standardized for the fit (each
+            output on its own), so its scale does not matter as long as the
+            fitted parameters on its scale do not overflow (an error says
+            so).  A 2-d ``y`` fits shared gates and experts with one output
+            per column (:ref:`multi-output`).
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative finite weights, not all zero; integer weights give
             the same fit as repeated rows.
@@ -263,8 +278,9 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
             data, y_mean, y_scale = fit_inputs(self, X, y, sample_weight)
             return self._fit_data(data, y_mean, y_scale, *first_chunk(data))
         check_numeric_target(y)
-        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64,
-                             order="C")
+        X, y = validate_data(self, X, y, y_numeric=True, multi_output=True,
+                             dtype=np.float64, order="C")
+        y = np.asarray(y, dtype=np.float64)
         check_x_magnitude(X)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                              ensure_non_negative=True)
@@ -278,12 +294,13 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         """The fit on the objective ``data`` of the standardized target.
 
         ``X_check`` and ``weight_check`` (all the rows, or a sample of them)
-        go to the check for unscaled features.
+        go to the check for unscaled features.  ``y_mean`` and ``y_scale`` are
+        arrays with one entry per output for a 2-d ``y``.
         """
-        spec = self._spec()
+        spec = self._spec(None if np.ndim(y_mean) == 0 else len(y_mean))
         warm = self.warm_start and hasattr(self, "gate_coef_")
         if warm:
-            start = self._warm_start_params(data.n_features, y_mean, y_scale)
+            start = self._warm_start_params(data.n_features, spec, y_mean, y_scale)
             results = [fit_least_squares(data, start, spec, max_iter=self.max_iter,
                                          tol=self.tol, verbose=self.verbose)]
         else:
@@ -302,11 +319,12 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
                 "StandardScaler) or increase alpha."
             )
         with np.errstate(over="ignore"):
-            fitted = self._fitted_params(params, y_mean, y_scale)
+            fitted = params_on_target_scale(params, y_mean, y_scale, self.expert)
         if not all(np.all(np.isfinite(value)) for value in fitted.values()):
             raise ValueError(
                 "The fitted parameters overflow on the scale of y (mean "
-                f"{y_mean:.3g}, standard deviation {y_scale:.3g}); "
+                f"{np.max(np.abs(y_mean)):.3g}, standard deviation {np.max(y_scale):.3g}"
+                f"{', the largest over the outputs' if np.ndim(y_mean) else ''}); "
                 "scale y down first."
             )
         self._warn_if_not_converged(best)
@@ -315,75 +333,28 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
                       _fitted_structure=(self.router, self.expert))
         return fitted
 
-    def _warm_start_params(self, n_features, y_mean, y_scale):
+    def _warm_start_params(self, n_features, spec, y_mean, y_scale):
         """The previous fit's parameters as a start, after checking they fit."""
-        shape = (self.n_experts, n_features)
-        if self.gate_coef_.shape != shape:
-            raise ValueError(
-                f"warm_start=True needs the same n_experts and number of features "
-                f"as the previous fit: it had (n_experts, n_features) = "
-                f"{self.gate_coef_.shape}, this fit has {shape}. Set warm_start=False "
-                "to fit from scratch."
-            )
-        previous = getattr(self, "_fitted_structure", None)
-        if previous is not None and previous != (self.router, self.expert):
-            raise ValueError(
-                f"warm_start=True needs the same router and expert as the previous "
-                f"fit: it had router={previous[0]!r}, expert={previous[1]!r}, this "
-                f"fit has router={self.router!r}, expert={self.expert!r}. Set "
-                "warm_start=False to fit from scratch."
-            )
-        for name in _PARAMETER_ATTRIBUTES:
-            if not np.all(np.isfinite(getattr(self, name))):
-                raise ValueError(
-                    f"warm_start=True cannot start from the previous fit: {name} "
-                    "contains NaN or infinite values. Set warm_start=False to fit "
-                    "from scratch."
-                )
+        check_warm_start(self, (self.n_experts, n_features), self._fitted_spec().n_outputs,
+                         spec.n_outputs, _PARAMETER_ATTRIBUTES)
         with np.errstate(over="ignore"):
-            params = self._standardized_params(y_mean, y_scale)
-        if not np.all(np.isfinite(params.to_vector(self._spec()))):
+            params = params_on_standardized_scale(self._params(), y_mean, y_scale,
+                                                  self.expert)
+        if not np.all(np.isfinite(params.to_vector(spec))):
             raise ValueError(
                 "warm_start=True cannot start from the previous fit: its parameters "
-                f"overflow on the scale of this y (standard deviation {y_scale:.3g}). "
-                "Set warm_start=False to fit from scratch."
+                f"overflow on the scale of this y (standard deviation "
+                f"{np.min(y_scale):.3g}). Set warm_start=False to fit from scratch."
             )
-        return params
-
-    def _fitted_params(self, params, y_mean, y_scale):
-        """``params`` (fitted to the standardized target) on y's scale, as attributes."""
-        fitted = {"gate_coef_": params.gate_coef.copy(),
-                  "gate_intercept_": params.gate_intercept.copy()}
-        if self.expert == "linear":
-            # the gates sum to one, so the affine map passes into each expert
-            fitted["expert_coef_"] = y_scale * params.expert_coef
-            fitted["expert_intercept_"] = y_scale * params.expert_intercept + y_mean
-            fitted["output_scale_"], fitted["output_intercept_"] = 1.0, 0.0
-        else:
-            fitted["expert_coef_"] = params.expert_coef.copy()
-            fitted["expert_intercept_"] = params.expert_intercept.copy()
-            fitted["output_scale_"] = float(y_scale * params.output_scale)
-            fitted["output_intercept_"] = float(y_scale * params.output_intercept + y_mean)
-        return fitted
-
-    def _standardized_params(self, y_mean, y_scale):
-        """The fitted parameters, mapped to a target standardized by ``y_mean, y_scale``."""
-        params = self._params()
-        if self.expert == "linear":
-            params.expert_coef = params.expert_coef / y_scale
-            params.expert_intercept = (params.expert_intercept - y_mean) / y_scale
-        else:
-            params.output_scale /= y_scale
-            params.output_intercept = (params.output_intercept - y_mean) / y_scale
         return params
 
     def _params(self):
-        return MoEParams(self.gate_coef_.copy(), self.gate_intercept_.copy(),
-                         self.expert_coef_.copy(), self.expert_intercept_.copy(),
-                         self.output_scale_, self.output_intercept_)
+        return MoEParams(self.gate_coef_, self.gate_intercept_, self.expert_coef_,
+                         self.expert_intercept_, self.output_scale_,
+                         self.output_intercept_).copy()
 
     def _gates_and_outputs(self, X):
-        return gates_and_experts(self._validate_X(X), self._params(), self._spec())
+        return gates_and_experts(self._validate_X(X), self._params(), self._fitted_spec())
 
     def _validate_X(self, X):
         check_is_fitted(self)
@@ -407,7 +378,9 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
     def predict_experts(self, X):
         """Each expert's prediction ``c + s h(a_i . x + b_i)``.
 
-        ``predict(X)`` equals ``(predict_gates(X) * predict_experts(X)).sum(1)``.
+        ``predict(X)`` equals ``(predict_gates(X) * predict_experts(X)).sum(1)``
+        for a 1-d ``y``; for a 2-d ``y`` it equals
+        ``np.einsum("nk,nkj->nj", predict_gates(X), predict_experts(X))``.
 
         Parameters
         ----------
@@ -415,7 +388,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples, n_experts)
+        ndarray of shape (n_samples, n_experts) or (n_samples, n_experts, n_outputs)
         """
         outputs = self._gates_and_outputs(X)[1]
         return self.output_intercept_ + self.output_scale_ * outputs
@@ -430,56 +403,57 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples,)
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The shape of the ``y`` of ``fit`` (a ``y`` of shape
+            ``(n_samples, 1)`` gives ``(n_samples, 1)``).
         """
-        return predict(self._validate_X(X), self._params(), self._spec())
-
-    def _n_parameters(self):
-        """Free parameters of the fit net of its identifiability (:ref:`criteria`)."""
-        check_is_fitted(self)
-        k, d = self.gate_coef_.shape
-        # router: k (d + 1) less what leaves every gate unchanged -- the common
-        # shift of the gate intercepts (1) and of the gate atoms (d), or for
-        # the cosine router the k lengths and the (d - k)-dimensional shifts
-        # of the unit directions that keep them on the sphere
-        if self.router == "cosine":
-            invisible = 1 + k + max(d - k, 0)
-        else:
-            invisible = 1 + d
-        n_router = max(k * (d + 1) - invisible, 0)
-        n_experts = k * (d + 1) + (0 if self.expert == "linear" else 2)
-        return n_router + n_experts
+        return predict(self._validate_X(X), self._params(), self._fitted_spec())
 
     def _log_likelihood(self, X, y):
-        """Gaussian log-likelihood at the maximum-likelihood noise variance."""
+        """Gaussian log-likelihood at the maximum-likelihood noise variances.
+
+        Independent noise for each output, each with its own variance.
+        """
         X = self._validate_X(X)
         y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
         check_consistent_length(X, y)
-        mse = np.mean((y - predict(X, self._params(), self._spec())) ** 2)
+        y_pred = predict(X, self._params(), self._fitted_spec())
+        if y.shape != y_pred.shape:
+            raise ValueError(f"y has shape {y.shape}; expected {y_pred.shape}, the "
+                             "shape of the fit's target for these rows.")
+        mse = np.mean((y - y_pred) ** 2, axis=0)
         n = X.shape[0]
-        if not mse > 0:
+        if not np.all(mse > 0):
             return np.inf
-        return -0.5 * n * (np.log(2 * np.pi * mse) + 1.0)
+        return float(np.sum(-0.5 * n * (np.log(2 * np.pi * mse) + 1.0)))
+
+    def _n_criterion_parameters(self):
+        """Free parameters of the fit (:ref:`criteria`) and one noise variance per output."""
+        check_is_fitted(self)
+        spec = self._fitted_spec()
+        return n_free_parameters(self.gate_coef_.shape, spec) + (spec.n_outputs or 1)
 
     def bic(self, X, y):
         r"""Bayesian information criterion of the fit on ``(X, y)``: lower is better.
 
         :math:`-2 \log \hat L + p \log n` with Gaussian noise of variance
-        the mean squared residual, and ``p`` the number of free parameters
-        net of the mixture's identifiability, plus one for the noise variance
+        the mean squared residual (independent, one variance per output for a
+        2-d ``y``), and ``p`` the number of free parameters net of the
+        mixture's identifiability, plus one per noise variance
         (:ref:`criteria`).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The shape of the ``y`` of ``fit``.
 
         Returns
         -------
         float
         """
         n = _num_samples(X)
-        return -2.0 * self._log_likelihood(X, y) + (self._n_parameters() + 1) * np.log(n)
+        return -2.0 * self._log_likelihood(X, y) + self._n_criterion_parameters() * np.log(n)
 
     def aic(self, X, y):
         r"""Akaike information criterion of the fit on ``(X, y)``: lower is better.
@@ -490,10 +464,11 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The shape of the ``y`` of ``fit``.
 
         Returns
         -------
         float
         """
-        return -2.0 * self._log_likelihood(X, y) + 2.0 * (self._n_parameters() + 1)
+        return -2.0 * self._log_likelihood(X, y) + 2.0 * self._n_criterion_parameters()

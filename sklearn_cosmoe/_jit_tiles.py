@@ -381,14 +381,20 @@ def gated_features(X, y, sample_weight, gates, start, stop, features, rhs):
 
     Writes ``features[:, t] = sqrt(w_n) z_n`` for row ``n = start + t``, with
     ``z_n = (g_1(x_n) [x_n, 1], ..., g_k(x_n) [x_n, 1])``, and adds
-    ``sum_n w_n z_n y_n`` to ``rhs``, summing over the rows in order.
+    ``sum_n w_n z_n y_nj`` to ``rhs[:, j]`` for each column ``j`` of ``y``
+    (``n, m``), summing over the rows in order.
     """
     d = X.shape[1]
     k = gates.shape[1]
     p = d + 1
+    n_cols = y.shape[1]
+    # sqrt(w_n) y_n, one row per column of y: the rows run along the inner loops
+    weighted_y = np.empty((n_cols, stop - start))
     for t in range(stop - start):
         row = start + t
         root_w = math.sqrt(sample_weight[row])
+        for col in range(n_cols):
+            weighted_y[col, t] = root_w * y[row, col]
         for i in range(k):
             g = root_w * gates[row, i]
             for j in range(d):
@@ -396,7 +402,9 @@ def gated_features(X, y, sample_weight, gates, start, stop, features, rhs):
             features[i * p + d, t] = g
     for a in range(k * p):
         f = features[a]
-        acc = 0.0
-        for t in range(stop - start):
-            acc += f[t] * (math.sqrt(sample_weight[start + t]) * y[start + t])
-        rhs[a] += acc
+        for col in range(n_cols):
+            wy = weighted_y[col]
+            acc = 0.0
+            for t in range(stop - start):
+                acc += f[t] * wy[t]
+            rhs[a, col] += acc

@@ -48,7 +48,7 @@ _SIG_FORWARD = types.void(_IN2, _IN1, _IN1, _IN1, *_PARAMS, _F, _F, *_CODES, _I,
                           types.boolean, *_BLOCKS, _OUT2, _OUT2, _OUT2)
 _SIG_FINISH = types.UniTuple(_F, 2)(_IN2, _IN2, _I, _F, _OUT1)
 _SIG_CLUSTERS = types.void(_IN2, _IN1, _IN1, _IN2, *_BLOCKS, _OUT3)
-_SIG_FEATURES = types.void(_IN2, _IN1, _IN1, _IN2, _I, _I, _OUT2, _OUT1)
+_SIG_FEATURES = types.void(_IN2, _IN2, _IN1, _IN2, _I, _I, _OUT2, _OUT2)
 
 
 def n_blocks(n_samples):
@@ -251,29 +251,35 @@ def gated_gram(X, y, sample_weight, gates):
 
     With ``z_n = (g_1(x_n) [x_n, 1], ..., g_k(x_n) [x_n, 1])`` returns
     ``sum_n w_n z_n z_n^T`` (exactly symmetric) and ``sum_n w_n z_n y_n``;
-    the unknowns are ordered ``(a_1, b_1, ..., a_k, b_k)``.  Per block, the
-    rows ``sqrt(w_n) z_n`` go through one BLAS symmetric rank-k update of the
-    Gram matrix, so the extra memory is one block's features and one Gram
-    matrix, whatever the number of blocks.
+    the unknowns are ordered ``(a_1, b_1, ..., a_k, b_k)``.  ``y`` of shape
+    ``(n,)`` gives a right-hand side of shape ``(k (d + 1),)``; ``y`` of
+    shape ``(n, m)`` gives one column per output, ``(k (d + 1), m)``, for the
+    same Gram matrix.  Per block, the rows ``sqrt(w_n) z_n`` go through one
+    BLAS symmetric rank-k update of the Gram matrix, so the extra memory is
+    one block's features and one Gram matrix, whatever the number of blocks.
     """
     X = _matrix("X", X)
     n, d = X.shape
-    y = _vector("y", y, n)
+    y = np.asarray(y)
+    if y.ndim == 1:
+        targets = _vector("y", y, n)[:, None]
+    else:
+        targets = _matrix("y", y, n_rows=n)
     sample_weight = _vector("sample_weight", sample_weight, n)
     gates = _matrix("gates", gates, n_rows=n)
     width = gates.shape[1] * (d + 1)
     features_kernel = compiled(_jit_tiles.gated_features, _SIG_FEATURES)
     upper = np.zeros((width, width), order="F")
-    rhs = np.zeros(width)
+    rhs = np.zeros((width, targets.shape[1]))
     n_blk = n_blocks(n)
     size = (n + n_blk - 1) // n_blk
     for start in range(0, n, size):
         stop = min(start + size, n)
         features = np.empty((width, stop - start))
-        features_kernel(X, y, sample_weight, gates, start, stop, features, rhs)
+        features_kernel(X, targets, sample_weight, gates, start, stop, features, rhs)
         # upper += features @ features.T; features.T is Fortran-ordered: no copy
         upper = blas.dsyrk(1.0, features.T, beta=1.0, c=upper, trans=1, lower=0,
                            overwrite_c=1)
     gram = np.triu(upper)
     gram += np.triu(upper, 1).T
-    return gram, rhs
+    return gram, (rhs[:, 0] if y.ndim == 1 else rhs)

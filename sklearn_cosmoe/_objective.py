@@ -21,6 +21,11 @@ per-chunk kernel calls made on the workers.  An objective has:
 ``mean_square_norm()``, ``preactivation_mean_squares(params, spec)``,
 ``output_moments(params, spec)``, ``gated_squared_residuals(params, spec)``
     The weighted moments that the starts and the splits of experts use.
+
+A target of several outputs (``y`` of shape ``(n, m)``, user guide
+:ref:`multi-output`) is handled inside the methods: the normal equations get
+one right-hand side per output, the moments of the outputs one entry per
+output, and the squared residuals are summed over the outputs.
 """
 
 from dataclasses import replace
@@ -28,7 +33,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import _kernels
-from ._model import gates_and_experts, objective, row_norms
+from ._model import combine_outputs, gate_weights, gates_and_experts, objective, row_norms
 
 
 def _mean(w, v):
@@ -42,7 +47,9 @@ class ArrayObjective:
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features), float64, C-contiguous
-    y : ndarray of shape (n_samples,), float64
+    y : ndarray of shape (n_samples,) or (n_samples, n_outputs), float64
+        Several outputs are kept in Fortran order (a copy if they are not),
+        so that each output's column is contiguous.
     sample_weight : ndarray of shape (n_samples,), float64
         Non-negative, with a positive sum.
     x_norms : ndarray of shape (n_samples,), default=None
@@ -55,7 +62,7 @@ class ArrayObjective:
 
     def __init__(self, X, y, sample_weight, x_norms=None):
         self.X = X
-        self.y = y
+        self.y = y if y.ndim == 1 else np.asfortranarray(y)
         self.sample_weight = sample_weight
         self.x_norms = row_norms(X) if x_norms is None else x_norms
 
@@ -82,9 +89,9 @@ class ArrayObjective:
         With the gates of ``params`` fixed, ``sum_n w_n z_n z_n^T`` and ``sum_n
         w_n z_n y_n`` for ``z_n = (g_1(x_n) [x_n, 1], ..., g_k(x_n) [x_n, 1])``
         (:func:`~sklearn_cosmoe._kernels.gated_gram`); not divided by the total
-        weight.
+        weight.  With several outputs ``rhs`` has one column per output.
         """
-        gates, _ = gates_and_experts(self.X, params, spec, self.x_norms)
+        gates = gate_weights(self.X, params, spec, self.x_norms)
         return _kernels.gated_gram(self.X, self.y, self.sample_weight, gates)
 
     def direction_sums(self, centres):
@@ -97,7 +104,7 @@ class ArrayObjective:
 
     def gated(self, params, spec, expert):
         """The same rows weighted by ``w_n g_expert(x_n)`` under ``params``."""
-        gates, _ = gates_and_experts(self.X, params, spec, self.x_norms)
+        gates = gate_weights(self.X, params, spec, self.x_norms)
         return ArrayObjective(self.X, self.y, self.sample_weight * gates[:, expert],
                               self.x_norms)
 
@@ -107,10 +114,13 @@ class ArrayObjective:
         return float(np.sum(w * np.einsum("ij,ij->i", self.X, self.X)))
 
     def preactivation_mean_squares(self, params, spec):
-        """``(k,)`` weighted means of the squared pre-activations ``(a_i . x_n + b_i)^2``."""
+        """Weighted means of the squared pre-activations ``(a_i . x_n + b_i)^2``.
+
+        Shape ``(k,)``, or ``(k, m)`` with ``m`` outputs.
+        """
         _, z = gates_and_experts(self.X, params, replace(spec, expert="linear"),
                                  self.x_norms)
-        return np.einsum("n,nk->k", self._normalized_weight(), z * z)
+        return np.einsum("n,nk...->k...", self._normalized_weight(), z * z)
 
     def output_moments(self, params, spec):
         """Weighted moments of the target and of the gated mixture.
@@ -118,20 +128,33 @@ class ArrayObjective:
         With ``m_n = sum_i g_i(x_n) h(a_i . x_n + b_i)`` (no output scale or
         intercept), returns the weighted means of ``y`` and ``m``, the
         variance of ``m`` and the covariance of ``m`` and ``y``: what the
-        least-squares output scale and intercept need.
+        least-squares output scale and intercept need.  Floats with one
+        output; with ``m`` outputs, arrays of shape ``(m,)``, the moments of
+        each output's target and mixture.
         """
         w = self._normalized_weight()
-        y_mean = _mean(w, self.y)
         gates, outputs = gates_and_experts(self.X, params, spec, self.x_norms)
-        mix = np.einsum("nk,nk->n", gates, outputs)
+        if params.n_outputs is None:
+            return self._moments(w, self.y, np.einsum("nk,nk->n", gates, outputs))
+        moments = [self._moments(w, self.y[:, j],
+                                 np.einsum("nk,nk->n", gates, outputs[:, :, j]))
+                   for j in range(params.n_outputs)]
+        return tuple(np.array(column) for column in zip(*moments))
+
+    @staticmethod
+    def _moments(w, y, mix):
+        y_mean = _mean(w, y)
         mix_mean = _mean(w, mix)
         var = _mean(w, (mix - mix_mean) ** 2)
-        cov = _mean(w, (mix - mix_mean) * (self.y - y_mean))
+        cov = _mean(w, (mix - mix_mean) * (y - y_mean))
         return y_mean, mix_mean, var, cov
 
     def gated_squared_residuals(self, params, spec):
-        """``(k,)`` sums ``sum_n w_n g_i(x_n) (y_n - f(x_n))^2`` (not normalised)."""
+        """``(k,)`` sums ``sum_n w_n g_i(x_n) |y_n - f(x_n)|^2`` (not normalised).
+
+        With several outputs the squared residuals are summed over the outputs.
+        """
         gates, outputs = gates_and_experts(self.X, params, spec, self.x_norms)
-        residual = self.y - (params.output_intercept
-                             + params.output_scale * np.einsum("nk,nk->n", gates, outputs))
-        return np.einsum("n,nk->k", self.sample_weight * residual ** 2, gates)
+        residual = self.y - combine_outputs(gates, outputs, params)
+        squares = residual ** 2 if residual.ndim == 1 else np.sum(residual ** 2, axis=1)
+        return np.einsum("n,nk->k", self.sample_weight * squares, gates)

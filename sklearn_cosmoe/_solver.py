@@ -120,9 +120,9 @@ def initial_params(data, spec, n_experts, rng, *, linear_regime=True):
     """
     d = data.n_features
     centres = spherical_kmeans(data, n_experts, rng)
+    experts = (n_experts,) if spec.n_outputs is None else (n_experts, spec.n_outputs)
     params = MoEParams(centres * _gate_length(data, spec),
-                       np.zeros(n_experts), np.zeros((n_experts, d)),
-                       np.zeros(n_experts))
+                       np.zeros(n_experts), np.zeros((*experts, d)), np.zeros(experts))
     update_linear_experts(data, params, spec)
     if spec.learns_output_affine:
         if linear_regime:
@@ -141,13 +141,16 @@ def _enter_linear_regime(data, params, spec):
     ``params`` holds linear experts ``z_i = a_i . x + b_i`` (output scale 1,
     intercept 0).  With ``eps`` chosen so that the largest root mean square
     of the ``eps z_i`` is :data:`_LINEAR_REGIME_RMS`, ``c + s h(eps z) = z +
-    O(eps^2 z^2)`` for ``s = 1 / (eps h'(0))`` and ``c = -s h(0)``.
-    Modifies ``params``.
+    O(eps^2 z^2)`` for ``s = 1 / (eps h'(0))`` and ``c = -s h(0)``; with
+    several outputs, one ``eps`` per output.  Modifies ``params``.
     """
-    rms = math.sqrt(np.max(data.preactivation_mean_squares(params, spec)))
-    eps = _LINEAR_REGIME_RMS / rms if rms > 0 else 1.0
+    # the largest root mean square over the experts (of each output)
+    rms = np.sqrt(np.max(data.preactivation_mean_squares(params, spec), axis=0))
+    eps = np.divide(_LINEAR_REGIME_RMS, rms, out=np.ones_like(rms), where=rms > 0)
+    if params.n_outputs is None:
+        eps = float(eps)
     h0, h1 = LINEARISATION[spec.expert]
-    params.expert_coef = eps * params.expert_coef
+    params.expert_coef = np.expand_dims(eps, -1) * params.expert_coef
     params.expert_intercept = eps * params.expert_intercept
     params.output_scale = 1.0 / (eps * h1)
     params.output_intercept = -h0 / (eps * h1)
@@ -157,9 +160,9 @@ def _choose_preactivation_scale(data, params, spec):
     """Scale the feed-forward pre-activations by the best of :data:`_PREACTIVATION_SCALES`.
 
     For each scale the output intercept and scale are the exact weighted
-    least squares (the prediction is affine in them); the scale with the
-    lowest objective is kept (the linear regime, scale 1, on a tie).
-    Modifies ``params``.
+    least squares (the prediction is affine in them; each output's own with
+    several outputs); the scale with the lowest objective is kept (the
+    linear regime, scale 1, on a tie).  Modifies ``params``.
     """
     base = params.copy()
     best = None
@@ -168,9 +171,18 @@ def _choose_preactivation_scale(data, params, spec):
         trial.expert_coef = scale * base.expert_coef
         trial.expert_intercept = scale * base.expert_intercept
         y_mean, mix_mean, var, cov = data.output_moments(trial, spec)
-        if var > 0:
-            trial.output_scale = cov / var
-            trial.output_intercept = y_mean - trial.output_scale * mix_mean
+        if params.n_outputs is None:
+            if var > 0:
+                trial.output_scale = cov / var
+                trial.output_intercept = y_mean - trial.output_scale * mix_mean
+        else:
+            # outputs whose mixture is constant keep their scale and intercept
+            varies = var > 0
+            output_scale = np.divide(cov, var, out=trial.output_scale.copy(),
+                                     where=varies)
+            trial.output_intercept = np.where(varies, y_mean - output_scale * mix_mean,
+                                              trial.output_intercept)
+            trial.output_scale = output_scale
         loss = data.loss_and_gradient(trial.to_vector(spec), trial.shape, spec)[0]
         if best is None or loss < best[0]:
             best = (loss, trial)
@@ -195,7 +207,7 @@ def split_worst_expert(data, params, spec, rng):
     take = np.r_[np.arange(k), worst]
     split = MoEParams(params.gate_coef[take], params.gate_intercept[take],
                       params.expert_coef[take], params.expert_intercept[take],
-                      params.output_scale, params.output_intercept)
+                      params.output_scale, params.output_intercept).copy()
     split.gate_coef[[worst, k]] = centres * _gate_length(data, spec)
     split.gate_intercept[[worst, k]] -= math.log(2.0)
     if spec.expert == "linear":
@@ -207,8 +219,9 @@ def update_linear_experts(data, params, spec):
     """Set the expert parameters to the exact weighted ridge least squares.
 
     With the gates fixed, ``f(x) = sum_i g_i(x) (a_i . x + b_i)`` is linear in
-    ``(a, b)``; the ridge term ``alpha/2 |a|^2`` matches the objective.
-    Modifies ``params`` in place.
+    ``(a, b)``; the ridge term ``alpha/2 |a|^2`` matches the objective.  With
+    several outputs, one Gram matrix and one right-hand side per output: the
+    outputs' problems are solved together.  Modifies ``params`` in place.
     """
     k, d = params.shape
     gram, rhs = data.expert_normal_equations(params, spec)
@@ -226,8 +239,9 @@ def update_linear_experts(data, params, spec):
         coef = linalg.solve(gram, rhs, assume_a="pos")
     except (linalg.LinAlgError, ValueError):
         coef = linalg.lstsq(gram, rhs)[0]
-    coef = coef.reshape(k, p)
-    params.expert_coef = coef[:, :d].copy()
+    # one column per output: (k, d + 1) or (k, d + 1, m)
+    coef = coef.reshape(k, p, *rhs.shape[1:])
+    params.expert_coef = np.moveaxis(coef[:, :d], 1, -1).copy()
     params.expert_intercept = coef[:, d].copy()
     return params
 

@@ -2,7 +2,9 @@
 
 Everything here runs before any numerical work, so that bad input gets an
 error that names the argument and the cause instead of an overflow, a NaN or
-an unrelated error deep inside the solver.
+an unrelated error deep inside the solver.  The parameters fitted to the
+standardized target are mapped back to the target's scale here too
+(:func:`params_on_target_scale`, :func:`params_on_standardized_scale`).
 """
 
 import numpy as np
@@ -84,6 +86,45 @@ def check_positive_total_weight(sample_weight):
         )
 
 
+def check_warm_start(estimator, shape, previous_outputs, n_outputs, attributes):
+    """Refuse a warm start from a previous fit of another structure or with non-finite values.
+
+    ``shape`` is ``(n_experts, n_features)`` of this fit; ``previous_outputs``
+    and ``n_outputs`` the previous fit's and this target's number of outputs
+    (None for a 1-d ``y``); ``attributes`` the names of the fitted parameters.
+    """
+    if estimator.gate_coef_.shape != shape:
+        raise ValueError(
+            f"warm_start=True needs the same n_experts and number of features "
+            f"as the previous fit: it had (n_experts, n_features) = "
+            f"{estimator.gate_coef_.shape}, this fit has {shape}. Set warm_start=False "
+            "to fit from scratch."
+        )
+    if previous_outputs != n_outputs:
+        raise ValueError(
+            "warm_start=True needs a target of the same shape as the previous "
+            f"fit's: it had n_outputs={previous_outputs}, this y has "
+            f"n_outputs={n_outputs} (None for a 1-d y). Set warm_start=False "
+            "to fit from scratch."
+        )
+    router, expert = estimator.router, estimator.expert
+    previous = getattr(estimator, "_fitted_structure", None)
+    if previous is not None and previous != (router, expert):
+        raise ValueError(
+            f"warm_start=True needs the same router and expert as the previous "
+            f"fit: it had router={previous[0]!r}, expert={previous[1]!r}, this "
+            f"fit has router={router!r}, expert={expert!r}. Set "
+            "warm_start=False to fit from scratch."
+        )
+    for name in attributes:
+        if not np.all(np.isfinite(getattr(estimator, name))):
+            raise ValueError(
+                f"warm_start=True cannot start from the previous fit: {name} "
+                "contains NaN or infinite values. Set warm_start=False to fit "
+                "from scratch."
+            )
+
+
 def _power_of_two_below(value):
     """The power of two ``p`` with ``p <= value < 2 p``, for ``value > 0``.
 
@@ -108,23 +149,36 @@ def standardize_target(y, sample_weight):
     Overflow- and underflow-safe for any finite ``y``: ``y`` is first divided
     by a power of two near its largest absolute value.  The sums are
     ``np.sum`` of elementwise products (pairwise, in a fixed order), not
-    BLAS dot products, whose order can depend on the number of threads.
+    BLAS dot products, whose order can depend on the number of threads.  A
+    target with several columns (outputs) is standardized column by column.
 
     Parameters
     ----------
-    y : ndarray of shape (n_samples,), finite float64
+    y : ndarray of shape (n_samples,) or (n_samples, n_outputs), finite float64
     sample_weight : ndarray of shape (n_samples,)
         Non-negative, with a positive sum that does not overflow.
 
     Returns
     -------
-    target : ndarray of shape (n_samples,)
-        ``(y - y_mean) / y_scale``.
-    y_mean : float
-    y_scale : float
-        The weighted standard deviation; for a constant target, a power of
-        two near its size.
+    target : ndarray of the shape of ``y``
+        ``(y - y_mean) / y_scale``; Fortran-ordered with several columns, so
+        that each column is contiguous.
+    y_mean : float, or ndarray of shape (n_outputs,)
+    y_scale : float, or ndarray of shape (n_outputs,)
+        The weighted standard deviation; for a constant target (column), a
+        power of two near its size.
     """
+    if y.ndim == 1:
+        return _standardize_column(y, sample_weight)
+    target = np.empty(y.shape, order="F")
+    y_mean, y_scale = np.empty(y.shape[1]), np.empty(y.shape[1])
+    for j in range(y.shape[1]):
+        target[:, j], y_mean[j], y_scale[j] = _standardize_column(
+            np.ascontiguousarray(y[:, j]), sample_weight)
+    return target, y_mean, y_scale
+
+
+def _standardize_column(y, sample_weight):
     largest = float(np.max(np.abs(y)))
     if largest == 0:
         return np.zeros_like(y), 0.0, 1.0
@@ -137,6 +191,57 @@ def standardize_target(y, sample_weight):
     if not std > 0:  # a constant target: keep the power-of-two scale
         return centred, float(mean * unit), float(unit)
     return centred / std, float(mean * unit), float(std * unit)
+
+
+def params_on_target_scale(params, y_mean, y_scale, expert):
+    """``params``, fitted to the standardized target, on ``y``'s scale: the fitted attributes.
+
+    ``y_mean`` and ``y_scale`` are those of :func:`standardize_target`.
+    Linear experts take the affine map themselves (the gates sum to one), so
+    their output scale and intercept stay 1 and 0; feed-forward experts put
+    it into the output scale and intercept.
+
+    Returns
+    -------
+    dict
+        ``gate_coef_``, ``gate_intercept_``, ``expert_coef_``,
+        ``expert_intercept_``, ``output_scale_``, ``output_intercept_``: new
+        arrays; the output scale and intercept are floats for one output and
+        arrays of shape ``(n_outputs,)`` for several.
+    """
+    single = params.n_outputs is None
+    fitted = {"gate_coef_": params.gate_coef.copy(),
+              "gate_intercept_": params.gate_intercept.copy()}
+    if expert == "linear":
+        coef_scale = y_scale if single else y_scale[:, None]
+        fitted["expert_coef_"] = coef_scale * params.expert_coef
+        fitted["expert_intercept_"] = y_scale * params.expert_intercept + y_mean
+        if single:
+            fitted["output_scale_"], fitted["output_intercept_"] = 1.0, 0.0
+        else:
+            fitted["output_scale_"] = np.ones(params.n_outputs)
+            fitted["output_intercept_"] = np.zeros(params.n_outputs)
+        return fitted
+    fitted["expert_coef_"] = params.expert_coef.copy()
+    fitted["expert_intercept_"] = params.expert_intercept.copy()
+    scale = y_scale * params.output_scale
+    intercept = y_scale * params.output_intercept + y_mean
+    fitted["output_scale_"] = float(scale) if single else scale
+    fitted["output_intercept_"] = float(intercept) if single else intercept
+    return fitted
+
+
+def params_on_standardized_scale(params, y_mean, y_scale, expert):
+    """Inverse of :func:`params_on_target_scale`: new ``MoEParams`` for the standardized target."""
+    params = params.copy()
+    if expert == "linear":
+        coef_scale = y_scale if params.n_outputs is None else y_scale[:, None]
+        params.expert_coef = params.expert_coef / coef_scale
+        params.expert_intercept = (params.expert_intercept - y_mean) / y_scale
+    else:
+        params.output_scale = params.output_scale / y_scale
+        params.output_intercept = (params.output_intercept - y_mean) / y_scale
+    return params
 
 
 def unscaled_features_message(X, sample_weight, router, tau2):

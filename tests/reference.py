@@ -67,3 +67,34 @@ def classifier_nll(X, y, sample_weight, *params, **kwargs):
     log_proba, _ = classifier_log_proba(X, *params, **kwargs)
     picked = log_proba[np.arange(len(y)), y]
     return -np.sum(sample_weight * picked) / np.sum(sample_weight)
+
+
+def predict_outputs(X, gate_coef, gate_intercept, expert_coef, expert_intercept,
+                    output_scale, output_intercept, router, expert, tau1=1.0, tau2=1.0,
+                    temperature=1.0, top_k=None):
+    """``f_j(x) = c_j + s_j sum_i g_i(x) h(A_i[j] . x + b_i[j])``, shape ``(n, m)``.
+
+    ``expert_coef`` is ``(k, m, d)``, ``expert_intercept`` ``(k, m)``, the
+    output scale and intercept ``(m,)``: one set of gates for every output.
+    """
+    g = gates(scores(X, gate_coef, gate_intercept, router, tau1, tau2, temperature), top_k)
+    h = ACTIVATIONS[expert](np.einsum("kmd,nd->nkm", expert_coef, X) + expert_intercept)
+    return output_intercept + output_scale * np.einsum("nk,nkm->nm", g, h)
+
+
+def least_squares_loss(X, Y, sample_weight, gate_coef, gate_intercept, expert_coef,
+                       expert_intercept, output_scale, output_intercept, router, expert,
+                       alpha=0.0, **kwargs):
+    """Weighted mean over rows of half the sum of squared residuals over outputs, plus ridge.
+
+    The ridge ``alpha/2 |A|^2`` is on every output's expert coefficients, and on
+    the gate coefficients too under the linear router.
+    """
+    residual = Y - predict_outputs(X, gate_coef, gate_intercept, expert_coef,
+                                   expert_intercept, output_scale, output_intercept,
+                                   router, expert, **kwargs)
+    loss = 0.5 * np.sum(sample_weight[:, None] * residual ** 2) / np.sum(sample_weight)
+    loss += 0.5 * alpha * np.sum(expert_coef ** 2)
+    if router == "linear":
+        loss += 0.5 * alpha * np.sum(gate_coef ** 2)
+    return loss

@@ -11,6 +11,11 @@ ESTIMATORS = [
     CosineMoERegressor(expert="tanh", random_state=0),
     CosineMoERegressor(n_experts=3, top_k=2, random_state=0),
     CosineMoERegressorCV(max_experts=2, cv=2, temperatures=[1.0], random_state=0),
+    # every regressor is tagged multi-output (check_regressor_multioutput,
+    # check_supervised_y_2d); these add the experts not covered above
+    CosineMoERegressor(n_experts=3, router="cosine", expert="sigmoid", random_state=0),
+    CosineMoERegressor(n_experts=3, router="linear", expert="gelu", top_k=1,
+                       random_state=0),
     CosineMoEClassifier(n_experts=2, max_iter=100, random_state=0),
     CosineMoEClassifier(n_experts=2, router="cosine", max_iter=100, random_state=0),
     CosineMoEClassifier(n_experts=2, router="linear", max_iter=100, random_state=0),
