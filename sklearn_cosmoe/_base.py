@@ -37,22 +37,19 @@ def any_dask(*objs):
     return any(is_dask_collection(obj) for obj in objs)
 
 
-def lazy_on_dask(per_expert=False):
+def lazy_on_dask(method):
     """Run the decorated ``method(self, X)`` chunk by chunk when ``X`` is a Dask collection.
 
-    The result is then a lazy Dask array, with one column per expert when
-    ``per_expert`` (:func:`sklearn_cosmoe._dask.map_rows`).
+    The result is then a lazy Dask array (:func:`sklearn_cosmoe._dask.map_rows`).
     """
-    def decorate(method):
-        @functools.wraps(method)
-        def wrapper(self, X):
-            if is_dask_collection(X):
-                from ._dask import map_rows
+    @functools.wraps(method)
+    def wrapper(self, X):
+        if is_dask_collection(X):
+            from ._dask import map_rows
 
-                return map_rows(self, getattr(self, method.__name__), X, per_expert)
-            return method(self, X)
-        return wrapper
-    return decorate
+            return map_rows(self, getattr(self, method.__name__), X)
+        return method(self, X)
+    return wrapper
 
 
 class MoEEstimatorMixin:

@@ -354,13 +354,15 @@ def _call_on_rows(method, columns, block):
     return method(block)
 
 
-def map_rows(estimator, method, X, per_expert=False):
+def map_rows(estimator, method, X):
     """``method(X)`` as a lazy Dask array, computed chunk by chunk.
 
     ``method`` is a bound method of the fitted ``estimator`` (pickled into
-    each task); its result has one row per row of ``X``, and one column per
-    expert when ``per_expert`` (else one dimension).  The number of features, and a dataframe's
-    column names, are checked now, the values chunk by chunk.
+    each task); its result has one row per row of ``X``.  The shape of a row
+    of it (a number, one column per expert or per output, or both) and its
+    dtype are those of ``method`` on one row of zeros.  The number of
+    features, and a dataframe's column names, are checked now, the values
+    chunk by chunk.
     """
     from sklearn.utils.validation import (_check_feature_names, _check_n_features,
                                           check_is_fitted)
@@ -371,11 +373,14 @@ def map_rows(estimator, method, X, per_expert=False):
     X = as_rows(X, "X", 2, lengths=False)
     _check_n_features(estimator, X, reset=False)
     call = functools.partial(_call_on_rows, method, columns)
-    if not per_expert:
-        return X.map_blocks(call, drop_axis=1, dtype=np.float64, meta=np.empty(0))
-    n_experts = estimator.gate_coef_.shape[0]
-    return X.map_blocks(call, chunks=(X.chunks[0], (n_experts,)), dtype=np.float64,
-                        meta=np.empty((0, 0)))
+    probe = np.asarray(call(np.zeros((1, X.shape[1]))))
+    meta = np.empty((0,) * probe.ndim, dtype=probe.dtype)
+    if probe.ndim == 1:
+        return X.map_blocks(call, drop_axis=1, dtype=probe.dtype, meta=meta)
+    chunks = (X.chunks[0],) + tuple((size,) for size in probe.shape[1:])
+    new_axis = list(range(2, probe.ndim))
+    return X.map_blocks(call, chunks=chunks, new_axis=new_axis or None,
+                        dtype=probe.dtype, meta=meta)
 
 
 def r2_score(estimator, X, y, sample_weight=None):

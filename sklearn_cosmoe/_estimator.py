@@ -360,7 +360,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         check_is_fitted(self)
         return validate_data(self, X, reset=False, dtype=np.float64, order="C")
 
-    @lazy_on_dask(per_expert=True)
+    @lazy_on_dask
     def predict_gates(self, X):
         """Gate weights ``g(x)``: rows sum to 1, zeros outside the top K.
 
@@ -374,7 +374,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         """
         return self._gates_and_outputs(X)[0]
 
-    @lazy_on_dask(per_expert=True)
+    @lazy_on_dask
     def predict_experts(self, X):
         """Each expert's prediction ``c + s h(a_i . x + b_i)``.
 
@@ -393,7 +393,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         outputs = self._gates_and_outputs(X)[1]
         return self.output_intercept_ + self.output_scale_ * outputs
 
-    @lazy_on_dask()
+    @lazy_on_dask
     def predict(self, X):
         """Predict the target.
 

@@ -178,6 +178,18 @@ def test_predictions_are_lazy_and_chunk_by_chunk(client, data):
         reg.predict(Xd[:, :2])
 
 
+def test_predictions_of_a_multi_output_fit_keep_their_shapes(data, in_this_process):
+    X, y, w = data
+    Y = np.c_[y, -2.0 * y + X[:, 0]]
+    reg = fitted(X, Y, w, max_iter=50)
+    Xd = chunked(X)[0]
+    for method, shape in (("predict", (1000, 2)), ("predict_experts", (1000, 2, 2)),
+                          ("predict_gates", (1000, 2)), ("apply", (1000,))):
+        lazy = getattr(reg, method)(Xd)
+        assert lazy.shape == shape and lazy.dtype == getattr(reg, method)(X[:5]).dtype
+        assert_array_equal(lazy.compute(), getattr(reg, method)(X))
+
+
 @pytest.mark.parametrize("make_inputs,match", [
     (lambda X, y: (X[:, 0], y), "X must be a 2-d Dask array"),
     (lambda X, y: (X, y.rechunk(300)), r"y's chunks of rows .* differ from X's"),
