@@ -193,7 +193,8 @@ class MixingMeasure:
         sklearn.exceptions.NotFittedError
             If ``estimator`` is an estimator that is not fitted yet.
         ValueError
-            If ``estimator`` lacks one of the attributes above.
+            If ``estimator`` lacks one of the attributes above, or was fitted
+            to several outputs.
         """
         if not hasattr(estimator, "fit"):
             raise ValueError(
@@ -207,6 +208,12 @@ class MixingMeasure:
             raise ValueError(
                 "estimator must be a fitted CosineMoERegressor; "
                 f"{type(estimator).__name__} has no attribute(s) {missing}."
+            )
+        if np.ndim(estimator.expert_coef_) == 3:
+            raise ValueError(
+                "A mixing measure has one output; estimator was fitted to "
+                f"{np.shape(estimator.expert_coef_)[1]} outputs (a 2-d y). Fit one "
+                "estimator per output to compare it with a mixing measure."
             )
         return cls(estimator.gate_coef_, estimator.gate_intercept_,
                    estimator.expert_coef_, estimator.expert_intercept_,

@@ -85,6 +85,11 @@ def test_from_estimator_errors():
 
     with pytest.raises(NotFittedError):
         MixingMeasure.from_estimator(CosineMoERegressor())
+    X = np.random.default_rng(0).standard_normal((50, 2))
+    two_outputs = CosineMoERegressor(n_experts=2, max_iter=5, random_state=0).fit(
+        X, np.c_[X[:, 0], X[:, 1]])
+    with pytest.raises(ValueError, match="fitted to 2 outputs"):
+        MixingMeasure.from_estimator(two_outputs)
 
 
 @pytest.mark.parametrize("kwargs, match", [
