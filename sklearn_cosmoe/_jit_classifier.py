@@ -203,9 +203,10 @@ def _tile_loss_gradient(Z, E, inv_c, inv_sum, col_max, y, sample_weight, t0,
     ``lanes`` adds it up per row of the tile, with the loss and the weight.
 
     ``Z`` and ``E`` are as :func:`tile_forward` leaves them (``col_max`` is its
-    maximum score per row).  With the gate ``g_i = h exp(s_i - max_j s_j)``
-    (``h`` the gate of the largest score; 0 off the top K) and
-    ``pi_iy = e_iy / S_i``, ``e_ic = exp(z_ic - max_c z_ic)``, ``S_i = sum_c e_ic``:
+    maximum score per row).  The gates are ``g_i = h exp(s_i - max_j s_j)``,
+    with ``h`` the gate of the largest score (``g_i = 0`` off the top K), and
+    ``pi_iy = e_iy / S_i``, with ``e_ic = exp(z_ic - max_c z_ic)`` and
+    ``S_i = sum_c e_ic``; then
     ``p(y | x) = h exp(M) sum_i u_i`` with ``b_i = s_i - max_j s_j + z_iy -
     max_c z_ic``, ``M = max_i b_i`` and ``u_i = exp(b_i - M) / S_i``; the
     responsibilities are ``r_i = u_i / sum_j u_j``.  Since ``h >= 1/k`` and
