@@ -110,6 +110,23 @@ def test_many_blocks_and_extreme_logits():
     np.testing.assert_allclose(np.exp(log_proba).sum(axis=1), 1.0, rtol=1e-12)
 
 
+@pytest.mark.parametrize("top_k", [None, 2])
+def test_loss_is_finite_where_every_term_underflows(top_k):
+    """The loss takes ``log p(y | x)`` from the scores and logits with one
+    logarithm per row: it equals the class log-probabilities (a log-sum-exp
+    over the experts) at the labels, also on rows where every
+    ``g_i pi_iy`` underflows (logits of 1e3)."""
+    X, y, w, params = _fixture(3, n=300, seed=3)
+    params.expert_coef = 1e3 * params.expert_coef
+    codes = _codes("perturbed_cosine", top_k)
+    loss, grad = nll_and_gradient(X, row_norms(X), y, w, *params.arrays(), *codes)
+    _, log_proba = gates_and_log_proba(X, row_norms(X), *params.arrays(), *codes)
+    picked = log_proba[np.arange(len(y)), y]
+    assert np.min(picked) < -800  # p(y | x) < exp(-800): every term is 0 in float64
+    assert loss == pytest.approx(-np.sum(w * picked) / np.sum(w), rel=1e-13)
+    assert np.all(np.isfinite(grad))
+
+
 def test_kernel_rejects_bad_labels_and_shapes():
     X, y, w, params = _fixture(3)
     codes = _codes("cosine", None)
