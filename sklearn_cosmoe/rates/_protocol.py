@@ -67,9 +67,11 @@ class Protocol:
     max_iter : int, default=200
         L-BFGS iteration cap per fit.
     tol : float, default=1e-11
-        Solver tolerance (L-BFGS-B ``ftol`` and ``gtol``); the excess
-        objective at the estimator is of order ``1e-7`` at ``n = 1e5``, so
-        ``tol`` must be far below that.
+        Relative solver tolerance (user guide :ref:`solver`): a fit stops
+        when an iteration lowers the objective by at most ``tol`` times its
+        value.  The excess objective at the estimator is of order ``1e-7``
+        at ``n = 1e5``, so ``tol`` times the objective must be far below
+        that.
     n_test : int, default=20000
         Size of the fresh sample for the :math:`L^2` error.
     seed : int, default=0
