@@ -140,11 +140,32 @@ def numpy_objective(theta, X, y, w, k, spec, x_norms=None):
     dS = dH * (H - f[:, None])                     # dL/ds_i = -r G_i (H_i - f)
     gA = dH.T @ X
     gb = dH.sum(axis=0)
+    cosine = None if spec.router == "linear" else (P, nb, inv_c, inv_q)
+    loss, gA, gB1, gb0 = router_backward_and_ridge(loss, gA, dS, X, spec, A, B1, inv_t,
+                                                   cosine)
+    return loss, np.concatenate([gB1.ravel(), gb0, gA.ravel(), gb])
+
+
+def router_backward_and_ridge(loss, gA, dS, X, spec, A, B1, inv_t, cosine):
+    """The router's part of a NumPy backward pass, and the ridge term.
+
+    From ``dS`` (dL/ds, one column per expert) the gradients with respect to
+    the gate intercepts and coefficients; then ``alpha/2 |A|^2`` (and
+    ``|B1|^2`` under the linear router) added to the loss and gradients.
+    ``cosine`` is ``(P, nb, inv_c, inv_q)`` of the cosine routers' forward
+    pass, None under the linear router.  Shared by the regressor's and the
+    classifier's NumPy objectives.
+
+    Returns
+    -------
+    loss, gA, gB1, gb0
+    """
     gb0 = dS.sum(axis=0)
     if spec.router == "linear":
         gB1 = (dS.T @ X) * inv_t
     else:
         # ds_i/dbeta1_i = x / (q c) - beta1_i p / (|beta1_i| q^2), times 1/T
+        P, nb, inv_c, inv_q = cosine
         inv_nb = np.divide(1.0, nb, out=np.zeros_like(nb), where=nb > 0)
         gB1 = ((dS * inv_c[:, None]).T @ X) * (inv_q * inv_t)[:, None]
         radial = np.einsum("ij,ij->j", dS, P) * inv_nb * inv_q ** 2 * inv_t
@@ -155,7 +176,7 @@ def numpy_objective(theta, X, y, w, k, spec, x_norms=None):
         if spec.router == "linear":
             loss += 0.5 * spec.alpha * np.dot(B1.ravel(), B1.ravel())
             gB1 = gB1 + spec.alpha * B1
-    return loss, np.concatenate([gB1.ravel(), gb0, gA.ravel(), gb])
+    return loss, gA, gB1, gb0
 
 
 def torch_loss_fn(X, y, w, k, spec):

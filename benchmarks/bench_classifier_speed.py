@@ -54,7 +54,7 @@ from sklearn_cosmoe._model import MoESpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (fmt_time, git_describe, output_folder,  # noqa: E402
-                     time_samples)
+                     router_backward_and_ridge, time_samples)
 
 D, N_CLASSES = 10, 5
 SPEC = MoESpec(router="perturbed_cosine", tau1=1.0, tau2=1.0, temperature=1.0,
@@ -129,21 +129,9 @@ def numpy_objective(theta, X, y, w, k, n_classes, spec, x_norms=None):
     dlogit[rows, :, y] -= wn[:, None] * R
     gA = (dlogit.reshape(n, k * n_classes).T @ X).reshape(k, n_classes, d)
     gb = dlogit.sum(axis=0)
-    gb0 = dS.sum(axis=0)
-    if spec.router == "linear":
-        gB1 = (dS.T @ X) * inv_t
-    else:
-        # ds_i/dbeta1_i = x / (q c) - beta1_i p / (|beta1_i| q^2), times 1/T
-        inv_nb = np.divide(1.0, nb, out=np.zeros_like(nb), where=nb > 0)
-        gB1 = ((dS * inv_c[:, None]).T @ X) * (inv_q * inv_t)[:, None]
-        radial = np.einsum("ij,ij->j", dS, P) * inv_nb * inv_q ** 2 * inv_t
-        gB1 -= B1 * radial[:, None]
-    if spec.alpha > 0:
-        loss += 0.5 * spec.alpha * np.dot(A.ravel(), A.ravel())
-        gA = gA + spec.alpha * A
-        if spec.router == "linear":
-            loss += 0.5 * spec.alpha * np.dot(B1.ravel(), B1.ravel())
-            gB1 = gB1 + spec.alpha * B1
+    cosine = None if spec.router == "linear" else (P, nb, inv_c, inv_q)
+    loss, gA, gB1, gb0 = router_backward_and_ridge(loss, gA, dS, X, spec, A, B1, inv_t,
+                                                   cosine)
     return loss, np.concatenate([gB1.ravel(), gb0, gA.ravel(), gb.ravel()])
 
 
