@@ -97,6 +97,38 @@ def unpack(theta, k, d):
             theta[kd + k:2 * kd + k].reshape(k, d), theta[2 * kd + k:2 * kd + 2 * k])
 
 
+def router_scores(X, B1, b0, spec, x_norms=None):
+    """The router's forward pass in NumPy: scores ``S`` of shape (n, k), each
+    row less its maximum (for a stable softmax).
+
+    Returns
+    -------
+    S, inv_t, cosine
+        ``cosine`` is ``(P, nb, inv_c, inv_q)`` for
+        :func:`router_backward_and_ridge` (``P = beta1_i . x / c``), None
+        under the linear router.  Shared by the regressor's and the
+        classifier's NumPy objectives.
+    """
+    inv_t = 1.0 / spec.temperature
+    D = X @ B1.T                                   # beta1_i . x
+    if spec.router == "linear":
+        S, cosine = D * inv_t + b0, None
+    else:
+        tau1, tau2 = ((spec.tau1, spec.tau2) if spec.router == "perturbed_cosine"
+                      else (0.0, 0.0))
+        nb = np.sqrt(np.einsum("ij,ij->i", B1, B1))
+        q = nb + tau1
+        if x_norms is None:
+            x_norms = np.sqrt(np.einsum("ij,ij->i", X, X))
+        c = x_norms + tau2
+        inv_c = np.divide(1.0, c, out=np.zeros_like(c), where=c > 0)
+        inv_q = np.divide(1.0, q, out=np.zeros_like(q), where=q > 0)
+        P = D * inv_c[:, None]
+        S = P * (inv_q * inv_t) + b0
+        cosine = (P, nb, inv_c, inv_q)
+    return S - S.max(axis=1, keepdims=True), inv_t, cosine
+
+
 def numpy_objective(theta, X, y, w, k, spec, x_norms=None):
     """Objective and gradient, vectorised NumPy, (n, k) temporaries.
 
@@ -110,23 +142,7 @@ def numpy_objective(theta, X, y, w, k, spec, x_norms=None):
     """
     n, d = X.shape
     B1, b0, A, b = unpack(theta, k, d)
-    inv_t = 1.0 / spec.temperature
-    D = X @ B1.T                                   # beta1_i . x
-    if spec.router == "linear":
-        S = D * inv_t + b0
-    else:
-        tau1, tau2 = ((spec.tau1, spec.tau2) if spec.router == "perturbed_cosine"
-                      else (0.0, 0.0))
-        nb = np.sqrt(np.einsum("ij,ij->i", B1, B1))
-        q = nb + tau1
-        if x_norms is None:
-            x_norms = np.sqrt(np.einsum("ij,ij->i", X, X))
-        c = x_norms + tau2
-        inv_c = np.divide(1.0, c, out=np.zeros_like(c), where=c > 0)
-        inv_q = np.divide(1.0, q, out=np.zeros_like(q), where=q > 0)
-        P = D * inv_c[:, None]                     # p = beta1_i . x / c
-        S = P * (inv_q * inv_t) + b0
-    S = S - S.max(axis=1, keepdims=True)
+    S, inv_t, cosine = router_scores(X, B1, b0, spec, x_norms)
     G = np.exp(S)
     G /= G.sum(axis=1, keepdims=True)
     H = X @ A.T + b
@@ -140,7 +156,6 @@ def numpy_objective(theta, X, y, w, k, spec, x_norms=None):
     dS = dH * (H - f[:, None])                     # dL/ds_i = -r G_i (H_i - f)
     gA = dH.T @ X
     gb = dH.sum(axis=0)
-    cosine = None if spec.router == "linear" else (P, nb, inv_c, inv_q)
     loss, gA, gB1, gb0 = router_backward_and_ridge(loss, gA, dS, X, spec, A, B1, inv_t,
                                                    cosine)
     return loss, np.concatenate([gB1.ravel(), gb0, gA.ravel(), gb])

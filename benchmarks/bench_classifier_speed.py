@@ -54,7 +54,7 @@ from sklearn_cosmoe._model import MoESpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (fmt_time, git_describe, output_folder,  # noqa: E402
-                     router_backward_and_ridge, time_samples)
+                     router_backward_and_ridge, router_scores, time_samples)
 
 D, N_CLASSES = 10, 5
 SPEC = MoESpec(router="perturbed_cosine", tau1=1.0, tau2=1.0, temperature=1.0,
@@ -96,21 +96,7 @@ def numpy_objective(theta, X, y, w, k, n_classes, spec, x_norms=None):
     """
     n, d = X.shape
     B1, b0, A, b = unpack(theta, k, n_classes, d)
-    inv_t, tau1, tau2 = _router_constants(spec)
-    D_ = X @ B1.T                                   # beta1_i . x
-    if spec.router == "linear":
-        S = D_ * inv_t + b0
-    else:
-        nb = np.sqrt(np.einsum("ij,ij->i", B1, B1))
-        q = nb + tau1
-        if x_norms is None:
-            x_norms = np.sqrt(np.einsum("ij,ij->i", X, X))
-        c = x_norms + tau2
-        inv_c = np.divide(1.0, c, out=np.zeros_like(c), where=c > 0)
-        inv_q = np.divide(1.0, q, out=np.zeros_like(q), where=q > 0)
-        P = D_ * inv_c[:, None]
-        S = P * (inv_q * inv_t) + b0
-    S = S - S.max(axis=1, keepdims=True)
+    S, inv_t, cosine = router_scores(X, B1, b0, spec, x_norms)
     log_g = S - np.log(np.exp(S).sum(axis=1, keepdims=True))
     G = np.exp(log_g)
     logits = (X @ A.reshape(k * n_classes, d).T).reshape(n, k, n_classes) + b
@@ -129,7 +115,6 @@ def numpy_objective(theta, X, y, w, k, n_classes, spec, x_norms=None):
     dlogit[rows, :, y] -= wn[:, None] * R
     gA = (dlogit.reshape(n, k * n_classes).T @ X).reshape(k, n_classes, d)
     gb = dlogit.sum(axis=0)
-    cosine = None if spec.router == "linear" else (P, nb, inv_c, inv_q)
     loss, gA, gB1, gb0 = router_backward_and_ridge(loss, gA, dS, X, spec, A, B1, inv_t,
                                                    cosine)
     return loss, np.concatenate([gB1.ravel(), gb0, gA.ravel(), gb.ravel()])
