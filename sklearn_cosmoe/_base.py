@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 from sklearn.base import is_regressor
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._validation import check_no_booleans, unscaled_features_message
 
@@ -68,6 +69,11 @@ class MoEEstimatorMixin:
                 f"top_k must be smaller than n_experts={self.n_experts} "
                 f"(use top_k=None for dense gates); got top_k={self.top_k}."
             )
+
+    def _validate_X(self, X):
+        """``X`` of a prediction: checked against the fit, float64, C-contiguous."""
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, dtype=np.float64, order="C")
 
     def _fit_or_keep(self, X, y, sample_weight):
         """Set the attributes that ``self._fit`` returns, or leave ``self`` as it was.

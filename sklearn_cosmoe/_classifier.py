@@ -8,8 +8,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import (_check_sample_weight, check_is_fitted,
-                                      validate_data)
+from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from ._base import MoEEstimatorMixin
 from ._classifier_model import ClassifierParams, gates_and_log_proba
@@ -241,9 +240,7 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
                                 self.expert_coef_.copy(), self.expert_intercept_.copy())
 
     def _gates_and_log_proba(self, X):
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64, order="C")
-        return gates_and_log_proba(X, self._params(), self._spec())
+        return gates_and_log_proba(self._validate_X(X), self._params(), self._spec())
 
     def predict_log_proba(self, X):
         """Logarithm of the class probabilities, computed by log-sum-exp.

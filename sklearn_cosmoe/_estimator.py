@@ -356,10 +356,6 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
     def _gates_and_outputs(self, X):
         return gates_and_experts(self._validate_X(X), self._params(), self._fitted_spec())
 
-    def _validate_X(self, X):
-        check_is_fitted(self)
-        return validate_data(self, X, reset=False, dtype=np.float64, order="C")
-
     @lazy_on_dask
     def predict_gates(self, X):
         """Gate weights ``g(x)``: rows sum to 1, zeros outside the top K.
