@@ -28,6 +28,7 @@ import numpy as np
 from . import _kernels
 from ._model import (gates_and_experts, loss_kernel_args, params_of_vector, penalised,
                      row_norms)
+from ._objective import ArrayObjective
 from ._validation import (_power_of_two_below, check_positive_total_weight,
                           check_x_magnitude)
 
@@ -60,13 +61,10 @@ def _loss_sums(X, x_norms, y, w, args):
     return _sum_in_order(_kernels.loss_and_gradient_sums(X, x_norms, y, w, *args))
 
 
-def _normal_equations(X, x_norms, y, w, params, spec):
-    gates, _ = gates_and_experts(X, params, spec, x_norms)
-    return _kernels.gated_gram(X, y, w, gates)
-
-
-def _direction_sums(X, x_norms, y, w, centres):
-    return _kernels.direction_cluster_sums(X, x_norms, w, centres)
+def _unnormalised_sums(X, x_norms, y, w, method, *args):
+    # the in-memory objective's method on one chunk: for the methods whose
+    # results are plain sums over the rows (not divided by the total weight)
+    return getattr(ArrayObjective(X, y, w, x_norms), method)(*args)
 
 
 def _square_norm_sum(X, x_norms, y, w):
@@ -92,13 +90,6 @@ def _second_moments(X, x_norms, y, w, params, spec, y_mean, mix_mean):
     mix = _mixture(X, x_norms, params, spec) - mix_mean
     return np.array([np.einsum("n,n->", w, mix * mix),
                      np.einsum("n,n->", w, mix * (y - y_mean))])
-
-
-def _gated_residual_sums(X, x_norms, y, w, params, spec):
-    gates, outputs = gates_and_experts(X, params, spec, x_norms)
-    residual = y - (params.output_intercept
-                    + params.output_scale * np.einsum("nk,nk->n", gates, outputs))
-    return np.einsum("n,nk->k", w * residual ** 2, gates)
 
 
 def _gate_weights(X, x_norms, w, params, spec, expert):
@@ -159,13 +150,14 @@ class DaskObjective:
 
     def expert_normal_equations(self, params, spec):
         """``(gram, rhs)`` of linear experts under the gates of ``params``, un-normalised."""
-        parts = self._per_chunk(_normal_equations, params, spec)
+        parts = self._per_chunk(_unnormalised_sums, "expert_normal_equations", params,
+                                spec)
         return (_sum_in_order([gram for gram, _ in parts]),
                 _sum_in_order([rhs for _, rhs in parts]))
 
     def direction_sums(self, centres):
         """``(k, d)`` sums of ``w_n x_n / |x_n|`` over the rows nearest each centre."""
-        return _sum_in_order(self._per_chunk(_direction_sums, centres))
+        return _sum_in_order(self._per_chunk(_unnormalised_sums, "direction_sums", centres))
 
     def gated(self, params, spec, expert):
         """The same rows weighted by ``w_n g_expert(x_n)`` under ``params``."""
@@ -198,7 +190,8 @@ class DaskObjective:
 
     def gated_squared_residuals(self, params, spec):
         """``(k,)`` sums ``sum_n w_n g_i(x_n) (y_n - f(x_n))^2`` (not normalised)."""
-        return _sum_in_order(self._per_chunk(_gated_residual_sums, params, spec))
+        return _sum_in_order(self._per_chunk(_unnormalised_sums, "gated_squared_residuals",
+                                             params, spec))
 
 
 def _weight_sum(X, x_norms, y, w):
