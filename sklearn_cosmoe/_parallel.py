@@ -44,20 +44,17 @@ SERIAL_ROWS = 4096
 #: previous one, so a thread slowed by other processes takes fewer.
 _RANGES_PER_THREAD = 4
 
-_pool = None
-_pool_lock = threading.Lock()
-_compile_lock = threading.Lock()
-_blas_lock = threading.Lock()
-_blas_users = 0
-_blas_limiter = None
 _blas_controller = None  # made once: finding the loaded libraries takes milliseconds
 
 
-def _after_fork_in_child():
-    # a forked child has none of the parent's threads, and a lock held by one
-    # of them stays held: new locks, and a new pool on demand
+def _reset_state():
+    """The module's threads and locks as in a new process.
+
+    Run at import and in the child after ``fork``: a forked child has none of
+    the parent's threads, and a lock held by one of them would stay held.
+    """
     global _pool, _pool_lock, _compile_lock, _blas_lock, _blas_users, _blas_limiter
-    _pool = None
+    _pool = None  # made on demand
     _pool_lock = threading.Lock()
     _compile_lock = threading.Lock()
     _blas_lock = threading.Lock()
@@ -65,8 +62,9 @@ def _after_fork_in_child():
     _blas_limiter = None
 
 
+_reset_state()
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(after_in_child=_reset_state)
 
 
 def _get_pool():
