@@ -9,7 +9,13 @@ wall clock, after one untimed run unless the first run is what is measured):
 * ``busy``: ``CosineMoERegressor.fit`` at n = 1e3, 1e4, 1e5 (d = 10, k = 4),
   on the machine as it is, then beside two busy processes (pure-Python
   loops in sessions of their own, one per core of a 2-core machine) that the
-  script starts and stops itself; ratio busy / quiet (goal <= 2x);
+  script starts and stops itself; ratio busy / quiet (goal <= 2x).  With
+  Linux's autogroup scheduling the two busy sessions and this one share the
+  two cores by session, not by thread, so a perfectly parallel job of this
+  session gets 2/3 of a core beside them and a serial one half a core: the
+  same run times, under the same rule, spinning child processes of this
+  session (one, and two at once) quiet and busy, which is what the cores
+  the fit gets are worth;
 * ``threads``: one loss + gradient evaluation on 1 thread and on 2, at sizes
   around the package's serial threshold (``_parallel.SERIAL_ROWS``);
 * ``cold``: the first fit (300 x 4 rows) in a fresh process with an empty
@@ -46,7 +52,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _output import git_describe, output_folder  # noqa: E402
-PARTS = ("capacity", "busy", "threads", "cold", "search", "memory")
+PARTS = ("capacity", "reference", "busy", "threads", "cold", "search", "memory")
 
 
 def median_time(fn, repeat, warmup=True):
@@ -100,6 +106,13 @@ class BusyProcesses:
 _SPIN = "import time\nt = time.perf_counter()\nfor i in range(5_000_000): pass\nprint(time.perf_counter() - t)"
 
 
+def _spin_children(n):
+    """Mean loop time of ``n`` spinning child processes of this session, run at once."""
+    procs = [subprocess.Popen([sys.executable, "-c", _SPIN], stdout=subprocess.PIPE,
+                              text=True) for _ in range(n)]
+    return statistics.mean(float(proc.communicate()[0]) for proc in procs)
+
+
 def bench_capacity():
     """Cores this session gets: one spinning process against two at once.
 
@@ -107,12 +120,7 @@ def bench_capacity():
     (this script and its joblib workers) share one session's part of the CPU,
     so ``GridSearchCV(n_jobs=2)`` can gain at most this factor.
     """
-    def spin(n):
-        procs = [subprocess.Popen([sys.executable, "-c", _SPIN], stdout=subprocess.PIPE,
-                                  text=True) for _ in range(n)]
-        return statistics.mean(float(proc.communicate()[0]) for proc in procs)
-
-    one, two = spin(1), spin(2)
+    one, two = _spin_children(1), _spin_children(2)
     result = {"one_s": one, "two_s": two, "cores": 2 * one / two}
     print(f"capacity: a spinning process takes {one:.2f} s alone, {two:.2f} s two at "
           f"once: this session gets {2 * one / two:.2f} cores", flush=True)
@@ -123,6 +131,19 @@ def model_data(n, d, k, seed=0):
     from sklearn_cosmoe.datasets import make_cosine_moe
     X, y, _ = make_cosine_moe(n, n_features=d, n_experts=k, random_state=seed)
     return X, y
+
+
+def bench_reference(repeat):
+    """What a serial and a perfectly parallel job of this session pay beside two busy ones."""
+    result = {}
+    for n in (1, 2):
+        quiet = statistics.median(_spin_children(n) for _ in range(repeat))
+        with BusyProcesses(2):
+            busy = statistics.median(_spin_children(n) for _ in range(repeat))
+        result[f"{n}_jobs"] = {"quiet_s": quiet, "busy_s": busy, "ratio": busy / quiet}
+        print(f"reference: {n} spinning process(es) of this session: quiet {quiet:.3f} s, "
+              f"beside 2 busy sessions {busy:.3f} s: {busy / quiet:.2f}x", flush=True)
+    return result
 
 
 def bench_busy(repeat):
@@ -276,6 +297,18 @@ def write_markdown(path, results):
         lines += [f"| {r['n']} | {r['quiet_s']:.3f} s | {r['busy_s']:.3f} s | "
                   f"{r['ratio']:.2f}x |" for r in results["busy"]]
         lines.append("")
+    if "reference" in results:
+        ref = results["reference"]
+        lines += ["What the cores are worth: the same busy processes beside spinning "
+                  "child processes of this session (mean loop time of the children, "
+                  "median of the runs). Autogroup scheduling shares the cores between "
+                  "sessions, so this session's parallel work gets about 2/3 of a core "
+                  "beside two busy sessions and its serial work half a core.", "",
+                  "| job of this session | quiet | busy | busy / quiet |", "|---|---|---|---|"]
+        lines += [f"| {n} spinning process{'es' if n == 2 else ''} | "
+                  f"{ref[f'{n}_jobs']['quiet_s']:.3f} s | {ref[f'{n}_jobs']['busy_s']:.3f} s | "
+                  f"{ref[f'{n}_jobs']['ratio']:.2f}x |" for n in (1, 2)]
+        lines.append("")
     if "threads" in results:
         lines += ["## One evaluation, 1 thread against 2 (d = 10, k = 4)", "",
                   "| n | 1 thread | 2 threads | ratio |", "|---|---|---|---|"]
@@ -316,7 +349,9 @@ def main(argv=None):
     out = output_folder(args.out, prefix="bench_runtime_")
     results = {"git": revision, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                "load_start": os.getloadavg()[0]}
-    parts = {"capacity": bench_capacity, "busy": lambda: bench_busy(args.repeat),
+    parts = {"capacity": bench_capacity,
+             "reference": lambda: bench_reference(args.repeat),
+             "busy": lambda: bench_busy(args.repeat),
              "threads": lambda: bench_threads(args.repeat),
              "cold": bench_cold, "search": bench_search, "memory": bench_memory}
     for name, run in parts.items():
