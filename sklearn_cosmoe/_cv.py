@@ -49,11 +49,14 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         Candidate temperatures ``T`` (:class:`CosineMoERegressor`'s
         ``temperature``), each with its own path; soft gates at 1, sharp ones
         at 0.1 (:ref:`tuning`).
-    router : str or sequence of str, default=("perturbed_cosine", "linear")
+    router : str or sequence of str, \
+            default=("perturbed_cosine", "cosine", "linear")
         Candidate routers (:class:`CosineMoERegressor`'s ``router``), each
         with its own paths.  The cosine routers see only the directions of
         the rows; the linear router also their lengths, which wins where the
-        regression function changes along a direction (:ref:`tuning`).
+        regression function changes along a direction; the plain cosine
+        router's scores do not shrink with short rows or short router
+        vectors as the perturbed router's do (:ref:`tuning`).
     tau1, tau2, expert, alpha, max_iter, tol : \
             see :class:`CosineMoERegressor`
         Shared by every mixture of the paths and the final fit.
@@ -142,7 +145,7 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         cv=5,
         scoring=None,
         temperatures=(1.0, 0.3, 0.1),
-        router=("perturbed_cosine", "linear"),
+        router=("perturbed_cosine", "cosine", "linear"),
         tau1=1.0,
         tau2=1.0,
         expert="linear",

@@ -78,11 +78,11 @@ def test_one_expert_scores_are_ridge_on_each_fold_for_any_splitter_and_scoring()
                                temperatures=[0.5], scoring="neg_mean_squared_error",
                                random_state=0)
     reg.fit(X, y, groups=groups)
-    assert reg.routers_ == ("perturbed_cosine", "linear")  # the default
+    assert reg.routers_ == ("perturbed_cosine", "cosine", "linear")  # the default
     for j, (train, test) in enumerate(GroupKFold(3).split(X, y, groups)):
         # one expert: 1/2 mean squared error + alpha/2 |a|^2 on the
         # standardized target is Ridge(alpha * n_train) on any scale of y,
-        # under either router
+        # under every router
         ridge = Ridge(alpha=1e-2 * len(train)).fit(X[train], y[train])
         assert_allclose(reg.score_path_[:, 0, 0, j],
                         -mean_squared_error(y[test], ridge.predict(X[test])), rtol=1e-6)
@@ -127,3 +127,20 @@ def test_bad_parameters_are_rejected(mixture_data, params, match):
     X, y = mixture_data
     with pytest.raises(ValueError, match=match):
         CosineMoERegressorCV(**params).fit(X, y)
+
+
+def test_chooses_the_plain_cosine_router_where_short_rows_must_route_sharply():
+    # two regimes by the direction of x alone, rows of lengths 0.05 to 3: the
+    # perturbed router's scores shrink with |x| (x . beta / (|x| + tau1)), so
+    # its gates go soft near the origin; the plain cosine router's do not
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(-np.pi, np.pi, 600)
+    radius = rng.uniform(0.05, 3.0, 600)
+    X = np.c_[radius * np.cos(angle), radius * np.sin(angle)]
+    y = np.where(np.cos(angle) > 0, 1.0, -1.0) + 0.05 * rng.standard_normal(600)
+    reg = CosineMoERegressorCV(max_experts=2, cv=3, temperatures=[0.1],
+                               router=("perturbed_cosine", "cosine"),
+                               random_state=0).fit(X, y)
+    assert reg.router_ == "cosine" and reg.n_experts_ == 2
+    scores = reg.cv_results_["mean_test_score"].reshape(2, 2)  # router x n_experts
+    assert scores[1, 1] > scores[0, 1] + 0.05
