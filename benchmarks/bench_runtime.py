@@ -137,7 +137,11 @@ def model_data(n, d, k, seed=0):
 
 def bench_reference(repeat):
     """What a serial and a perfectly parallel job of this session pay beside two busy ones."""
-    result = {}
+    try:
+        result = {"autogroup": Path("/proc/sys/kernel/sched_autogroup_enabled")
+                  .read_text().strip() == "1"}
+    except OSError:
+        result = {"autogroup": None}
     for n in (1, 2):
         quiet = statistics.median(_spin_children(n) for _ in range(repeat))
         with BusyProcesses(2):
@@ -318,18 +322,25 @@ def write_markdown(path, results):
         lines += [f"Cores this session got (two spinning processes against one): "
                   f"{c['cores']:.2f}.", ""]
     if "busy" in results:
+        worth = results.get("reference", {}).get("2_jobs", {}).get("ratio")
         lines += ["## Fit beside two busy processes (d = 10, k = 4)", "",
-                  "| n | quiet | busy | busy / quiet |", "|---|---|---|---|"]
+                  "| n | quiet | busy | busy / quiet |"
+                  + (" busy / quiet over that of two spinning processes |" if worth else ""),
+                  "|---|---|---|---|" + ("---|" if worth else "")]
         lines += [f"| {r['n']} | {r['quiet_s']:.3f} s | {r['busy_s']:.3f} s | "
-                  f"{r['ratio']:.2f}x |" for r in results["busy"]]
+                  f"{r['ratio']:.2f}x |" + (f" {r['ratio'] / worth:.2f} |" if worth else "")
+                  for r in results["busy"]]
         lines.append("")
     if "reference" in results:
         ref = results["reference"]
         lines += ["What the cores are worth: the same busy processes beside spinning "
                   "child processes of this session (mean loop time of the children, "
-                  "median of the runs). Autogroup scheduling shares the cores between "
-                  "sessions, so this session's parallel work gets about 2/3 of a core "
-                  "beside two busy sessions and its serial work half a core.", "",
+                  "median of the runs). Autogroup scheduling (on this machine: "
+                  f"{ {True: 'on', False: 'off', None: 'unknown'}[ref['autogroup']] }) "
+                  "shares the cores between sessions, not threads: beside two busy "
+                  "sessions this session's parallel work should get about 2/3 of a "
+                  "core (3x its quiet time on two cores) and its serial work half a "
+                  "core (2x).", "",
                   "| job of this session | quiet | busy | busy / quiet |", "|---|---|---|---|"]
         lines += [f"| {n} spinning process{'es' if n == 2 else ''} | "
                   f"{ref[f'{n}_jobs']['quiet_s']:.3f} s | {ref[f'{n}_jobs']['busy_s']:.3f} s | "
