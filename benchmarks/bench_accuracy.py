@@ -19,9 +19,11 @@ Protocol
   values the model data are drawn with (4 experts, temperatures 1 and 0.1).
 * Competitors: ``Ridge``, ``MLPRegressor``, ``HistGradientBoostingRegressor``,
   and ``CosineMoERegressor`` with each router; ``RidgeCV`` and
-  ``CosineMoERegressorCV`` (``MoE CV``, perturbed cosine router) with their
-  defaults and no grid search: they tune themselves (``alpha`` by
-  leave-one-out, the number of experts by 5-fold cross-validation).  ``StandardScaler`` in front of
+  ``CosineMoERegressorCV`` (``MoE CV``) with their defaults and no grid
+  search: they tune themselves (``alpha`` by leave-one-out; the router, the
+  temperature and the number of experts by 5-fold cross-validation, whose
+  default ``KFold`` does not shuffle); ``MoE CV shuffled`` is ``MoE CV`` with
+  shuffled folds (``statsmodels``' ``fair`` is stored sorted by its target).  ``StandardScaler`` in front of
   everything but the boosted trees; the MLP also gets a standardized target
   (``TransformedTargetRegressor``); the MoE standardizes its target itself.
 * Data: scikit-learn's diabetes; Friedman #1, #2, #3 (``make_friedman*``,
@@ -177,6 +179,11 @@ def competitors(quick, moe_n_init=1):
     models["RidgeCV"] = (make_pipeline(StandardScaler(), RidgeCV()), None)
     models["MoE CV"] = (make_pipeline(StandardScaler(), CosineMoERegressorCV(
         n_init=moe_n_init, random_state=0)), None)
+    # its default cv=5 is scikit-learn's unshuffled KFold, which sees the order
+    # of the rows: statsmodels stores ``fair`` sorted by its target
+    models["MoE CV shuffled"] = (make_pipeline(StandardScaler(), CosineMoERegressorCV(
+        cv=KFold(5, shuffle=True, random_state=0), n_init=moe_n_init, random_state=0)),
+        None)
     for router in ROUTERS:
         models[ROUTER_LABEL[router]] = (
             make_pipeline(StandardScaler(), CosineMoERegressor(
@@ -198,9 +205,14 @@ def describe_grids(models):
     for name, (_, grid) in models.items():
         if grid is None:
             note = ""
-            if name == "MoE CV":
-                note = ("; its default search (temperatures 1, 0.3, 0.1; 1 to 5 experts) "
-                        "includes the model data's generating values")
+            if name.startswith("MoE CV"):
+                note = ("; its default search (routers perturbed cosine, cosine, linear; "
+                        "temperatures 1, 0.3, 0.1; 1 to 5 experts) includes the model "
+                        "data's generating values")
+            if name == "MoE CV shuffled":
+                out.append(f"{name}: as MoE CV, but cv=KFold(5, shuffle=True, "
+                           f"random_state=0) instead of the default unshuffled KFold(5){note}")
+                continue
             out.append(f"{name}: its own defaults, no grid search (it tunes itself{note})")
             continue
         parts = []

@@ -41,7 +41,10 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
     cv : int, cross-validation generator or iterable, default=5
         Splitting strategy, as in :func:`~sklearn.model_selection.check_cv`
         (an int is a :class:`~sklearn.model_selection.KFold` without
-        shuffling).
+        shuffling: for rows stored in an order, sorted by the target for
+        instance, pass ``KFold(n_splits, shuffle=True)``, or every fold's
+        test rows differ from its training rows and the scores choose
+        nothing; ``benchmarks/README.md`` shows it on ``fair``).
     scoring : str, callable or None, default=None
         Score of each mixture on the test rows
         (:func:`~sklearn.metrics.check_scoring`); None is R².
