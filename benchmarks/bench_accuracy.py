@@ -23,9 +23,10 @@ Protocol
   search: they tune themselves (``alpha`` by leave-one-out; the router, the
   temperature and the number of experts by 5-fold cross-validation, whose
   default ``KFold`` does not shuffle); ``MoE CV shuffled`` is ``MoE CV`` with
-  shuffled folds (``statsmodels``' ``fair`` is stored sorted by its target).  ``StandardScaler`` in front of
-  everything but the boosted trees; the MLP also gets a standardized target
-  (``TransformedTargetRegressor``); the MoE standardizes its target itself.
+  shuffled folds (``statsmodels`` stores ``fair`` with its nonzero targets
+  first).  ``StandardScaler`` in front of everything but the boosted trees;
+  the MLP also gets a standardized target (``TransformedTargetRegressor``);
+  the MoE standardizes its target itself.
 * Data: scikit-learn's diabetes; Friedman #1, #2, #3 (``make_friedman*``,
   ``random_state=0``, the classic noise levels 1, 125 and 0.1); data drawn
   from the model itself for each router with soft and sharp gates
@@ -180,7 +181,7 @@ def competitors(quick, moe_n_init=1):
     models["MoE CV"] = (make_pipeline(StandardScaler(), CosineMoERegressorCV(
         n_init=moe_n_init, random_state=0)), None)
     # its default cv=5 is scikit-learn's unshuffled KFold, which sees the order
-    # of the rows: statsmodels stores ``fair`` sorted by its target
+    # of the rows: statsmodels stores ``fair`` with its nonzero targets first
     models["MoE CV shuffled"] = (make_pipeline(StandardScaler(), CosineMoERegressorCV(
         cv=KFold(5, shuffle=True, random_state=0), n_init=moe_n_init, random_state=0)),
         None)
