@@ -25,8 +25,9 @@ import math
 import numpy as np
 from numba import njit
 
-from ._jit_tiles import (EXPERT_LINEAR, JIT, TILE, block_bounds, exp_nonpositive,
-                         gate_inverse_norms, tile_dots, tile_forward, tile_scratch)
+from ._jit_tiles import (EXPERT_LINEAR, INLINE, JIT, TILE, block_bounds,
+                         exp_nonpositive, gate_inverse_norms, tile_dots, tile_forward,
+                         tile_scratch)
 
 
 @njit(**JIT)
@@ -158,6 +159,21 @@ def _mixture_log(Z, log_g, k, n_classes, c, m, acc_max, out):
         out[t] = acc_max[t] + math.log(out[t])
 
 
+@njit(**INLINE)
+def _add_class_bias_and_max(Z, expert_intercept, i, k, n_classes, m, acc_max):
+    """Add expert ``i``'s class intercepts to its logit rows of ``Z``, and put
+    their maximum over the classes into ``acc_max``, for the ``m`` rows of a tile."""
+    base = k + i * n_classes
+    for t in range(m):
+        acc_max[t] = -np.inf
+    for c in range(n_classes):
+        z = Z[base + c]
+        bias = expert_intercept[i * n_classes + c]
+        for t in range(m):
+            z[t] += bias
+            acc_max[t] = max(acc_max[t], z[t])
+
+
 @njit(**JIT)
 def _tile_log_proba(Z, E, inv_sum, expert_intercept, k, n_classes, m, log_g, acc_max,
                     acc_sum):
@@ -172,14 +188,7 @@ def _tile_log_proba(Z, E, inv_sum, expert_intercept, k, n_classes, m, log_g, acc
     # logits -> log-softmax over the classes of each expert, in place
     for i in range(k):
         base = k + i * n_classes
-        for t in range(m):
-            acc_max[t] = -np.inf
-        for c in range(n_classes):
-            z = Z[base + c]
-            bias = expert_intercept[i * n_classes + c]
-            for t in range(m):
-                z[t] += bias
-                acc_max[t] = max(acc_max[t], z[t])
+        _add_class_bias_and_max(Z, expert_intercept, i, k, n_classes, m, acc_max)
         for t in range(m):
             acc_sum[t] = 0.0
         for c in range(n_classes):
@@ -221,14 +230,7 @@ def _tile_loss_gradient(Z, E, inv_c, inv_sum, col_max, y, sample_weight, t0,
     # then b_i (-inf where the gate is 0)
     for i in range(k):
         base = k + i * n_classes
-        for t in range(m):
-            acc_max[t] = -np.inf
-        for c in range(n_classes):
-            z = Z[base + c]
-            bias = expert_intercept[i * n_classes + c]
-            for t in range(m):
-                z[t] += bias
-                acc_max[t] = max(acc_max[t], z[t])
+        _add_class_bias_and_max(Z, expert_intercept, i, k, n_classes, m, acc_max)
         for t in range(m):
             acc_sum[t] = 0.0
         for c in range(n_classes):
