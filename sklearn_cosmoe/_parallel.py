@@ -35,11 +35,12 @@ from threadpoolctl import ThreadpoolController
 logger = logging.getLogger("sklearn_cosmoe")
 
 #: Rows below which a kernel runs in the calling thread alone.  Handing work
-#: to another thread costs tens of microseconds; one evaluation of 4000 rows
-#: took 150-380 us on one core at k = 4, d = 10 on a shared 2-core machine,
-#: where 1 and 2 threads could not be told apart.  The ``threads`` part of
-#: benchmarks/bench_runtime.py measures it again on a quieter machine.
-SERIAL_ROWS = 4096
+#: to another thread costs tens of microseconds: on the quiet 2-core machine
+#: (benchmarks/results/runtime/, 4b522c8; k = 4, d = 10) one evaluation on 2
+#: threads was 0.89x as fast as on 1 at 4000 rows and 1.15x at 8000, so the
+#: two break even near 5500 rows.  The ``threads`` part of
+#: benchmarks/bench_runtime.py measures it.
+SERIAL_ROWS = 6000
 #: Ranges of blocks per thread: the threads take ranges as they finish the
 #: previous one, so a thread slowed by other processes takes fewer.
 _RANGES_PER_THREAD = 4
