@@ -25,7 +25,9 @@ wall clock, after one untimed run unless the first run is what is measured):
   ``n_jobs=2``, twice each (the second ``n_jobs=2`` search finds its workers
   started); goal n_jobs=1 / n_jobs=2 >= 1.6x; and, in a child process, the
   time two fresh joblib workers take to import the package and fit once,
-  which bounds what a first ``n_jobs=2`` search can gain;
+  which bounds what a first ``n_jobs=2`` search can gain, and how one fresh
+  process splits that time between scikit-learn's imports, the package's
+  import and its first fit;
 * ``memory``: peak resident memory of a fit at d = 200, k = 10, n = 1e5
   (``max_iter=3``), measured in a child process, beyond the memory held
   before the fit; goal <= 3x the size of X.
@@ -242,6 +244,25 @@ _WORKER_START = """
 """
 
 
+_START_SPLIT = """
+    import time
+    start = time.perf_counter()
+    import json, warnings
+    import numpy as np
+    import sklearn.model_selection, sklearn.pipeline, sklearn.preprocessing
+    sklearn_done = time.perf_counter()
+    from sklearn_cosmoe import CosineMoERegressor
+    import_done = time.perf_counter()
+    warnings.simplefilter("ignore")
+    X = np.random.default_rng(0).standard_normal((300, 4))
+    CosineMoERegressor(n_experts=2, max_iter=5).fit(X, X[:, 0])
+    fit_done = time.perf_counter()
+    print(json.dumps({"scikit_learn_s": sklearn_done - start,
+                      "package_import_s": import_done - sklearn_done,
+                      "first_fit_s": fit_done - import_done}))
+"""
+
+
 def bench_search():
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import make_pipeline
@@ -266,6 +287,9 @@ def bench_search():
     # worker processes that import the package and fit once (its kernels load)
     start, _ = run_child(_WORKER_START)
     result["worker_start_s"] = start["wall_s"]
+    # what one fresh process spends on each part of that start (imports of
+    # NumPy and scikit-learn's model selection, of the package, its first fit)
+    result["start_split"] = run_child(_START_SPLIT)[0]
     serial = result["n_jobs_1_s"][0]
     result["first_bound"] = serial / (start["wall_s"] + serial / 2)
     ratio_first = result["n_jobs_1_s"][0] / result["n_jobs_2_s"][0]
@@ -277,6 +301,10 @@ def bench_search():
           f"search): {ratio_first:.2f}x / {ratio_warm:.2f}x; two fresh workers start and "
           f"fit once in {start['wall_s']:.2f} s, so a first search can gain at most "
           f"{result['first_bound']:.2f}x", flush=True)
+    split = result["start_split"]
+    print(f"search: a fresh process imports NumPy and scikit-learn in "
+          f"{split['scikit_learn_s']:.2f} s, the package in {split['package_import_s']:.2f} s, "
+          f"and fits once (its kernels load) in {split['first_fit_s']:.2f} s", flush=True)
     return result
 
 
@@ -371,6 +399,13 @@ def write_markdown(path, results):
                   f"`n_jobs=2` search pays that before its work, so at best it gains "
                   f"n_jobs=1 time / (worker start + n_jobs=1 time / 2) = "
                   f"{s['first_bound']:.2f}x here.", ""]
+        if "start_split" in s:
+            sp = s["start_split"]
+            lines += [f"One fresh process (in a child process): NumPy and scikit-learn's "
+                      f"model selection import in {sp['scikit_learn_s']:.2f} s, the package "
+                      f"in {sp['package_import_s']:.2f} s, and its first fit (300 x 4 rows, "
+                      f"its kernels loaded from the cache) takes {sp['first_fit_s']:.2f} s.",
+                      ""]
     if "memory" in results:
         m = results["memory"]
         lines += ["## Peak memory of a fit at d = 200, k = 10, n = 1e5", "",
