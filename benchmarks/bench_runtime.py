@@ -25,7 +25,7 @@ wall clock, after one untimed run unless the first run is what is measured):
   ``n_jobs=2``, twice each (the second ``n_jobs=2`` search finds its workers
   started); goal n_jobs=1 / n_jobs=2 >= 1.6x; and, in a child process, the
   time two fresh joblib workers take to import the package and fit once,
-  which bounds what a first ``n_jobs=2`` search can gain, and how one fresh
+  which estimates what a first ``n_jobs=2`` search can gain, and how one fresh
   process splits that time between scikit-learn's imports, the package's
   import and its first fit;
 * ``memory``: peak resident memory of a fit at d = 200, k = 10, n = 1e5
@@ -299,7 +299,7 @@ def bench_search():
           f"{' / '.join(f'{t:.2f}' for t in result['n_jobs_1_s'])} s, n_jobs=2 "
           f"{' / '.join(f'{t:.2f}' for t in result['n_jobs_2_s'])} s (first / second "
           f"search): {ratio_first:.2f}x / {ratio_warm:.2f}x; two fresh workers start and "
-          f"fit once in {start['wall_s']:.2f} s, so a first search can gain at most "
+          f"fit once in {start['wall_s']:.2f} s, so a first search can gain about "
           f"{result['first_bound']:.2f}x", flush=True)
     split = result["start_split"]
     print(f"search: a fresh process imports NumPy and scikit-learn in "
@@ -396,9 +396,10 @@ def write_markdown(path, results):
                   f"| ratio | {s['ratio_first']:.2f}x | {s['ratio_warm']:.2f}x |", "",
                   f"Two fresh joblib workers (loky) that import the package and fit once "
                   f"take {s['worker_start_s']:.2f} s (in a child process): a first "
-                  f"`n_jobs=2` search pays that before its work, so at best it gains "
-                  f"n_jobs=1 time / (worker start + n_jobs=1 time / 2) = "
-                  f"{s['first_bound']:.2f}x here.", ""]
+                  f"`n_jobs=2` search pays about that before its work: an estimate of "
+                  f"what it can gain is n_jobs=1 time / (worker start + n_jobs=1 time / 2) "
+                  f"= {s['first_bound']:.2f}x here (an estimate, not a bound: both times "
+                  f"vary from run to run).", ""]
         if "start_split" in s:
             sp = s["start_split"]
             lines += [f"One fresh process (in a child process): NumPy and scikit-learn's "
