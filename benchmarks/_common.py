@@ -194,6 +194,42 @@ def router_backward_and_ridge(loss, gA, dS, X, spec, A, B1, inv_t, cosine):
     return loss, gA, gB1, gb0
 
 
+def torch_router(X, spec, x_norms=None):
+    """The router's forward pass in PyTorch for fixed data.
+
+    Returns ``scores(B1, b0)``, the scores ``S`` of shape (n, k) as tensors
+    (autograd follows them).  Shared by the regressor's and the classifier's
+    PyTorch losses, as :func:`router_scores` by their NumPy objectives.
+    """
+    import torch
+
+    Xt = torch.as_tensor(X)
+    inv_t = 1.0 / spec.temperature
+    if spec.router == "linear":
+        return lambda B1, b0: (Xt @ B1.T) * inv_t + b0
+    tau1, tau2 = ((spec.tau1, spec.tau2) if spec.router == "perturbed_cosine"
+                  else (0.0, 0.0))
+    if x_norms is None:
+        x_norms = np.linalg.norm(X, axis=1)
+    inv_c = 1.0 / (torch.as_tensor(x_norms)[:, None] + tau2)
+
+    def scores(B1, b0):
+        q = torch.linalg.vector_norm(B1, dim=1) + tau1
+        return (Xt @ B1.T) * inv_c / q * inv_t + b0
+
+    return scores
+
+
+def torch_add_ridge(value, A, B1, spec):
+    """``value`` plus the ridge term: ``alpha / 2`` times the squared experts'
+    coefficients, and the router's too under the linear router."""
+    if spec.alpha > 0:
+        value = value + 0.5 * spec.alpha * (A * A).sum()
+        if spec.router == "linear":
+            value = value + 0.5 * spec.alpha * (B1 * B1).sum()
+    return value
+
+
 def torch_loss_fn(X, y, w, k, spec):
     """Return ``loss(theta)`` in PyTorch (float64, autograd) for fixed data.
 
@@ -206,34 +242,20 @@ def torch_loss_fn(X, y, w, k, spec):
     yt = torch.as_tensor(y)
     wt = torch.as_tensor(w)
     W = float(w.sum())
-    n, d = X.shape
+    d = X.shape[1]
     kd = k * d
-    inv_t = 1.0 / spec.temperature
-    if spec.router != "linear":
-        tau1, tau2 = ((spec.tau1, spec.tau2) if spec.router == "perturbed_cosine"
-                      else (0.0, 0.0))
-        inv_c = 1.0 / (torch.linalg.vector_norm(Xt, dim=1, keepdim=True) + tau2)
+    router = torch_router(X, spec)
 
     def loss(theta):
         B1 = theta[:kd].view(k, d)
         b0 = theta[kd:kd + k]
         A = theta[kd + k:2 * kd + k].view(k, d)
         b = theta[2 * kd + k:2 * kd + 2 * k]
-        if spec.router == "linear":
-            S = (Xt @ B1.T) * inv_t + b0
-        else:
-            q = torch.linalg.vector_norm(B1, dim=1) + tau1
-            S = (Xt @ B1.T) * inv_c / q * inv_t + b0
-        G = torch.softmax(S, dim=1)
+        G = torch.softmax(router(B1, b0), dim=1)
         H = Xt @ A.T + b
         f = (G * H).sum(dim=1)
         r = yt - f
-        value = 0.5 * (wt * r * r).sum() / W
-        if spec.alpha > 0:
-            value = value + 0.5 * spec.alpha * (A * A).sum()
-            if spec.router == "linear":
-                value = value + 0.5 * spec.alpha * (B1 * B1).sum()
-        return value
+        return torch_add_ridge(0.5 * (wt * r * r).sum() / W, A, B1, spec)
 
     return loss
 

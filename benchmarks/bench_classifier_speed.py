@@ -54,7 +54,8 @@ from sklearn_cosmoe._model import MoESpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (fmt_time, git_describe, output_folder,  # noqa: E402
-                     router_backward_and_ridge, router_scores, time_samples)
+                     router_backward_and_ridge, router_scores, time_samples,
+                     torch_add_ridge, torch_router)
 
 D, N_CLASSES = 10, 5
 SPEC = MoESpec(router="perturbed_cosine", tau1=1.0, tau2=1.0, temperature=1.0,
@@ -76,13 +77,6 @@ def unpack(theta, k, n_classes, d):
     return (theta[:kd].reshape(k, d), theta[kd:kd + k],
             theta[kd + k:kd + k + kc * d].reshape(k, n_classes, d),
             theta[kd + k + kc * d:].reshape(k, n_classes))
-
-
-def _router_constants(spec):
-    inv_t = 1.0 / spec.temperature
-    if spec.router == "perturbed_cosine":
-        return inv_t, spec.tau1, spec.tau2
-    return inv_t, 0.0, 0.0
 
 
 def numpy_objective(theta, X, y, w, k, n_classes, spec, x_norms=None):
@@ -134,11 +128,7 @@ def torch_loss_fn(X, y, w, k, n_classes, spec, x_norms=None):
     W = float(w.sum())
     n, d = X.shape
     kd, kc = k * d, k * n_classes
-    inv_t, tau1, tau2 = _router_constants(spec)
-    if spec.router != "linear":
-        if x_norms is None:
-            x_norms = np.linalg.norm(X, axis=1)
-        inv_c = 1.0 / (torch.as_tensor(x_norms)[:, None] + tau2)
+    router = torch_router(X, spec, x_norms)
     rows = torch.arange(n)
 
     def loss(theta):
@@ -146,21 +136,11 @@ def torch_loss_fn(X, y, w, k, n_classes, spec, x_norms=None):
         b0 = theta[kd:kd + k]
         A = theta[kd + k:kd + k + kc * d].view(kc, d)
         b = theta[kd + k + kc * d:].view(k, n_classes)
-        if spec.router == "linear":
-            S = (Xt @ B1.T) * inv_t + b0
-        else:
-            q = torch.linalg.vector_norm(B1, dim=1) + tau1
-            S = (Xt @ B1.T) * inv_c / q * inv_t + b0
-        log_g = torch.log_softmax(S, dim=1)
+        log_g = torch.log_softmax(router(B1, b0), dim=1)
         logits = (Xt @ A.T).view(n, k, n_classes) + b
         lp = torch.log_softmax(logits, dim=2)
         log_p = torch.logsumexp(log_g + lp[rows, :, yt], dim=1)
-        value = -(wt * log_p).sum() / W
-        if spec.alpha > 0:
-            value = value + 0.5 * spec.alpha * (A * A).sum()
-            if spec.router == "linear":
-                value = value + 0.5 * spec.alpha * (B1 * B1).sum()
-        return value
+        return torch_add_ridge(-(wt * log_p).sum() / W, A, B1, spec)
 
     return loss
 
