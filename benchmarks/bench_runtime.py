@@ -1,18 +1,20 @@
 """Speed that reaches a user: busy machines, the first fit, parallel searches, memory.
 
-One run measures, each in the same way (the median of ``--repeat`` timed runs,
-wall clock, after one untimed run unless the first run is what is measured):
+One run measures, each in the same way: the median of ``--repeat`` timed runs,
+wall clock, after one untimed run unless the first run is what is measured;
+the runs that are compared take turns (:func:`alternating_medians`), so that a
+change of the machine's speed during the run falls on all of them alike:
 
 * ``capacity``: how many cores this session gets (two spinning processes
   against one); with autogroup scheduling on a shared machine, the script
   and its joblib workers share one session's part of the CPU;
 * ``busy``: ``CosineMoERegressor.fit`` at n = 1e3, 1e4, 1e5 (d = 10, k = 4),
-  on the machine as it is, then beside two busy processes (pure-Python
-  loops, one per core of a 2-core machine) that the script starts and stops
-  itself; ratio busy / quiet (goal <= 2x).  Twice: with the busy processes
-  in this session (the scheduler shares the cores thread by thread, as
-  without autogroup scheduling, and as between a search's joblib workers:
-  the fit's two threads beside two busy ones get one core, 2x), and in
+  on the machine as it is and beside two busy processes (pure-Python loops,
+  one per core of a 2-core machine) that the script starts before each busy
+  run and stops after it; ratio busy / quiet (goal <= 2x).  Twice: with the
+  busy processes in this session (the scheduler shares the cores thread by
+  thread, as without autogroup scheduling, and as between a search's joblib
+  workers: the fit's two threads beside two busy ones get one core, 2x), and in
   sessions of their own, like other programs (with Linux's autogroup
   scheduling the cores are shared by session first: a perfectly parallel
   job of this session gets 2/3 of a core, 3x, a serial one half a core).
@@ -66,18 +68,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _output import git_describe, output_folder  # noqa: E402
 PARTS = ("capacity", "reference", "busy", "threads", "cold", "search", "memory")
-
-
-def median_time(fn, repeat, warmup=True):
-    """The timing rule of every measurement: median wall time of ``repeat`` runs."""
-    if warmup:
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def child_env(**extra):
@@ -155,6 +145,41 @@ def model_data(n, d, k, seed=0):
     return X, y
 
 
+def alternating_medians(jobs, repeat):
+    """Median of ``repeat`` times of each job, the jobs taking turns.
+
+    ``jobs`` maps a name to a function that returns the seconds of one run:
+    taking turns, a change of the machine's speed during the measurement
+    (frequent on a shared machine) falls on every job alike.
+    """
+    times = {name: [] for name in jobs}
+    for _ in range(repeat):
+        for name, job in jobs.items():
+            times[name].append(job())
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def _beside_busy(own_sessions, job):
+    """``job``, a function that returns seconds, run beside two busy processes."""
+    def run():
+        with BusyProcesses(2, own_sessions):
+            return job()
+    return run
+
+
+def _timed(fn):
+    def run():
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+    return run
+
+
+def _ratios(quiet, medians):
+    return {key: {"busy_s": medians[key], "ratio": medians[key] / quiet}
+            for key, _, _ in REGIMES}
+
+
 def bench_reference(repeat):
     """What a serial and a perfectly parallel job of this session pay beside two busy ones."""
     try:
@@ -163,15 +188,16 @@ def bench_reference(repeat):
     except OSError:
         result = {"autogroup": None}
     for n in (1, 2):
-        row = {"quiet_s": statistics.median(_spin_children(n) for _ in range(repeat))}
-        for key, own, words in REGIMES:
-            with BusyProcesses(2, own):
-                busy = statistics.median(_spin_children(n) for _ in range(repeat))
-            row[key] = {"busy_s": busy, "ratio": busy / row["quiet_s"]}
+        spin = lambda n=n: _spin_children(n)  # noqa: E731
+        medians = alternating_medians(
+            {"quiet": spin, **{key: _beside_busy(own, spin) for key, own, _ in REGIMES}},
+            repeat)
+        result[f"{n}_jobs"] = row = {"quiet_s": medians["quiet"],
+                                     **_ratios(medians["quiet"], medians)}
+        for key, _, words in REGIMES:
             print(f"reference: {n} spinning process(es) of this session: quiet "
-                  f"{row['quiet_s']:.3f} s, beside 2 busy processes {words} {busy:.3f} s: "
-                  f"{busy / row['quiet_s']:.2f}x", flush=True)
-        result[f"{n}_jobs"] = row
+                  f"{row['quiet_s']:.3f} s, beside 2 busy processes {words} "
+                  f"{row[key]['busy_s']:.3f} s: {row[key]['ratio']:.2f}x", flush=True)
     return result
 
 
@@ -181,14 +207,16 @@ def bench_busy(repeat):
     for n in (1_000, 10_000, 100_000):
         X, y = model_data(n, 10, 4)
         reg = CosineMoERegressor(n_experts=4, random_state=0)
-        row = {"n": n, "quiet_s": median_time(lambda: reg.fit(X, y), repeat)}
-        for key, own, words in REGIMES:
-            with BusyProcesses(2, own):
-                busy = median_time(lambda: reg.fit(X, y), repeat)
-            row[key] = {"busy_s": busy, "ratio": busy / row["quiet_s"]}
+        fit = _timed(lambda: reg.fit(X, y))
+        fit()  # untimed: the kernels are loaded
+        medians = alternating_medians(
+            {"quiet": fit, **{key: _beside_busy(own, fit) for key, own, _ in REGIMES}},
+            repeat)
+        row = {"n": n, "quiet_s": medians["quiet"], **_ratios(medians["quiet"], medians),
+               "n_iter": int(reg.n_iter_)}
+        for key, _, words in REGIMES:
             print(f"busy: n={n:>6} quiet {row['quiet_s']:.3f} s, beside 2 busy processes "
-                  f"{words} {busy:.3f} s: {busy / row['quiet_s']:.2f}x", flush=True)
-        row["n_iter"] = int(reg.n_iter_)
+                  f"{words} {row[key]['busy_s']:.3f} s: {row[key]['ratio']:.2f}x", flush=True)
         rows.append(row)
     return rows
 
@@ -208,12 +236,20 @@ def bench_threads(repeat):
             theta = initial_params(ArrayObjective(X, y, w), spec, 4,
                                    np.random.default_rng(0)).to_vector(spec)
             norms = row_norms(X)
-            times = {}
-            for threads in (1, 2):
-                _kernels.n_threads = lambda n_samples, n_blk, t=threads: min(t, n_blk)
-                times[threads] = median_time(
-                    lambda: [objective(theta, X, y, w, (4, 10), spec, norms)
-                             for _ in range(20)], repeat) / 20
+
+            def evaluations(threads):
+                def run():
+                    _kernels.n_threads = lambda n_samples, n_blk: min(threads, n_blk)
+                    start = time.perf_counter()
+                    for _ in range(20):
+                        objective(theta, X, y, w, (4, 10), spec, norms)
+                    return (time.perf_counter() - start) / 20
+                return run
+
+            jobs = {threads: evaluations(threads) for threads in (1, 2)}
+            for job in jobs.values():
+                job()  # untimed: the pool's threads start
+            times = alternating_medians(jobs, repeat)
             rows.append({"n": n, "one_thread_s": times[1], "two_threads_s": times[2],
                          "ratio": times[1] / times[2]})
             print(f"threads: n={n:>6} one evaluation: 1 thread {times[1] * 1e6:.0f} us, "
@@ -342,14 +378,16 @@ def bench_search(repeat):
                                             n_jobs=n_jobs, which=which, data=data)
                 first[which, n_jobs].append(run_child(code)[0]["wall_s"])
     for which in SEARCHES:
-        row = {}
-        for n_jobs in (1, 2):
-            search = search_problem(n_jobs, which)
-            row[f"n_jobs_{n_jobs}"] = {
-                "first_s": statistics.median(first[which, n_jobs]),
-                "first_runs_s": first[which, n_jobs],
-                # median_time's untimed run starts the workers
-                "warm_s": median_time(lambda: search.fit(X, y), repeat)}
+        searches = {n_jobs: search_problem(n_jobs, which) for n_jobs in (1, 2)}
+        for search in searches.values():
+            search.fit(X, y)  # untimed: the workers start
+        warm = alternating_medians(
+            {n_jobs: _timed(lambda s=search: s.fit(X, y)) for n_jobs, search in searches.items()},
+            repeat)
+        row = {f"n_jobs_{n_jobs}": {"first_s": statistics.median(first[which, n_jobs]),
+                                    "first_runs_s": first[which, n_jobs],
+                                    "warm_s": warm[n_jobs]}
+               for n_jobs in (1, 2)}
         one, two = row["n_jobs_1"], row["n_jobs_2"]
         row["ratio_first"] = one["first_s"] / two["first_s"]
         row["ratio_warm"] = one["warm_s"] / two["warm_s"]
