@@ -10,6 +10,7 @@ import textwrap
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
+import joblib
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
@@ -53,6 +54,20 @@ def test_fork_pool_after_a_fit(data):
     expected = reg.predict(X)
     with multiprocessing.get_context("fork").Pool(2) as pool:
         results = pool.map_async(_predict_in_child, [(reg, X), (reg, X[::-1])]).get(120)
+    assert_array_equal(results[0], expected)
+    assert_array_equal(results[1], expected[::-1])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fork on Windows")
+def test_joblib_multiprocessing_backend_after_a_fit(data):
+    """joblib's ``multiprocessing`` backend after a threaded fit, inputs memory-mapped."""
+    X, y = data
+    reg = _fit(X, y)
+    expected = reg.predict(X)
+    # max_nbytes: X reaches the children as a read-only memory map
+    parallel = joblib.Parallel(n_jobs=2, backend="multiprocessing", max_nbytes="1K",
+                               timeout=120)
+    results = parallel(joblib.delayed(reg.predict)(rows) for rows in (X, X[::-1]))
     assert_array_equal(results[0], expected)
     assert_array_equal(results[1], expected[::-1])
 
