@@ -58,14 +58,13 @@ import sys
 import tempfile
 import textwrap
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import timed_fit  # noqa: E402
 from _output import git_describe, output_folder  # noqa: E402
 PARTS = ("capacity", "reference", "busy", "threads", "cold", "search", "memory")
 
@@ -167,14 +166,6 @@ def _beside_busy(own_sessions, job):
     return run
 
 
-def _timed(fn):
-    def run():
-        start = time.perf_counter()
-        fn()
-        return time.perf_counter() - start
-    return run
-
-
 def _ratios(quiet, medians):
     return {key: {"busy_s": medians[key], "ratio": medians[key] / quiet}
             for key, _, _ in REGIMES}
@@ -207,7 +198,7 @@ def bench_busy(repeat):
     for n in (1_000, 10_000, 100_000):
         X, y = model_data(n, 10, 4)
         reg = CosineMoERegressor(n_experts=4, random_state=0)
-        fit = _timed(lambda: reg.fit(X, y))
+        fit = lambda: timed_fit(reg, X, y)  # noqa: E731
         fit()  # untimed: the kernels are loaded
         medians = alternating_medians(
             {"quiet": fit, **{key: _beside_busy(own, fit) for key, own, _ in REGIMES}},
@@ -380,9 +371,9 @@ def bench_search(repeat):
     for which in SEARCHES:
         searches = {n_jobs: search_problem(n_jobs, which) for n_jobs in (1, 2)}
         for search in searches.values():
-            search.fit(X, y)  # untimed: the workers start
+            timed_fit(search, X, y)  # untimed: the workers start
         warm = alternating_medians(
-            {n_jobs: _timed(lambda s=search: s.fit(X, y)) for n_jobs, search in searches.items()},
+            {n_jobs: lambda s=search: timed_fit(s, X, y) for n_jobs, search in searches.items()},
             repeat)
         row = {f"n_jobs_{n_jobs}": {"first_s": statistics.median(first[which, n_jobs]),
                                     "first_runs_s": first[which, n_jobs],
@@ -542,9 +533,6 @@ def main(argv=None):
     parser.add_argument("--skip", nargs="*", default=[], choices=PARTS)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
-    # the fit at n = 1e5 stops at max_iter (its n_iter is in the results): the
-    # same fit in every timed run, so one warning per run says nothing new
-    warnings.simplefilter("ignore", ConvergenceWarning)
     revision = git_describe()
     out = output_folder(args.out, prefix="bench_runtime_")
     results = {"git": revision, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
