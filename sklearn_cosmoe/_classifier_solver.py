@@ -19,7 +19,9 @@ import numpy as np
 from ._classifier_model import ClassifierParams, objective
 from ._model import row_norms
 from ._objective import ArrayObjective
-from ._solver import FitResult, _gate_length, lbfgs_with_restart, spherical_kmeans
+from ._parallel import single_threaded_blas
+from ._solver import FitResult, _gate_length, spherical_kmeans
+from ._solvers import lbfgs_with_restart
 
 
 def initial_params(X, y, sample_weight, spec, n_experts, n_classes, rng, x_norms=None):
@@ -38,14 +40,15 @@ def initial_params(X, y, sample_weight, spec, n_experts, n_classes, rng, x_norms
 
 
 def _lbfgs(params, args, max_iter, tol):
-    """:func:`~sklearn_cosmoe._solver.lbfgs_with_restart` on the objective.
+    """:func:`~sklearn_cosmoe._solvers.lbfgs_with_restart` on the objective.
 
     Returns ``params, loss, n_iter, reason`` with ``reason`` None when
     L-BFGS-B's tolerance tests passed, else ``"max_iter"`` or
     ``"line_search"``.
     """
-    theta, loss, n_iter, reason = lbfgs_with_restart(
-        lambda theta: objective(theta, *args), params.to_vector(), max_iter, tol)
+    with single_threaded_blas():  # its threads would spin on L-BFGS-B's tiny products
+        theta, loss, n_iter, reason = lbfgs_with_restart(
+            lambda theta: objective(theta, *args), params.to_vector(), max_iter, tol)
     return ClassifierParams.from_vector(theta, params.shape), loss, n_iter, reason
 
 

@@ -26,6 +26,7 @@ import dask.array as da
 import numpy as np
 
 from . import _kernels
+from ._jacobian import finish_gauss_newton, gauss_newton_sums
 from ._model import (gates_and_experts, loss_kernel_args, params_of_vector, penalised,
                      row_norms)
 from ._objective import ArrayObjective
@@ -147,6 +148,13 @@ class DaskObjective:
         loss, grad = _kernels.finish_loss_and_gradient(partial, params.gate_coef, router,
                                                        tau1)
         return penalised(loss, grad, params, spec)
+
+    def gauss_newton(self, theta, shape, spec):
+        """``(loss, gradient, hessian)`` at ``theta``, the Hessian Gauss-Newton's."""
+        params = params_of_vector(theta, shape, spec)
+        parts = self._per_chunk(gauss_newton_sums, params, spec)
+        sums = tuple(_sum_in_order([part[i] for part in parts]) for i in range(4))
+        return finish_gauss_newton(sums, params, spec)
 
     def expert_normal_equations(self, params, spec):
         """``(gram, rhs)`` of linear experts under the gates of ``params``, un-normalised."""

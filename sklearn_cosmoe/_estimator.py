@@ -20,7 +20,8 @@ from ._experts import EXPERTS
 from ._model import MoEParams, MoESpec, gates_and_experts, n_free_parameters, predict
 from ._routers import ROUTERS
 from ._objective import ArrayObjective
-from ._solver import fit_from_data, fit_least_squares
+from ._solver import DEFAULT_SOLVER, fit_from_data, fit_least_squares
+from ._solvers import SOLVERS
 from ._validation import (check_numeric_target, check_positive_total_weight,
                           check_warm_start, check_x_magnitude, normalize_sample_weight,
                           params_on_standardized_scale, params_on_target_scale,
@@ -93,14 +94,21 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         coefficients (and on the gate coefficients under the linear router),
         on the scale of the standardized target.  Keeps over-specified fits
         from drifting to huge, saturated weights.
+    solver : {"auto", "lbfgs", "gauss-newton"}, default="auto"
+        The minimiser (:ref:`solver`).  ``"lbfgs"``: L-BFGS-B, ended by its
+        relative tests.  ``"gauss-newton"``: Levenberg-Marquardt steps with
+        the Gauss-Newton matrix (one pass over the rows per iteration, a
+        matrix of ``(2 n_experts (n_features + 1))**2`` entries), ended only
+        at a certified stationary point.  ``"auto"`` is ``"lbfgs"``.
     max_iter : int, default=1000
-        Maximum number of L-BFGS iterations per run (per start; with top-K
-        gates, of the dense and of the sparse run).
+        Maximum number of iterations per run (per start; with top-K gates,
+        of the dense and of the sparse run).
     tol : float, default=1e-6
-        Relative tolerance of L-BFGS-B: a fit stops when an iteration lowers
-        the objective by at most ``tol`` times its value, or when the
-        projected gradient is at most ``tol`` times the objective
-        (:ref:`solver`).
+        With ``"lbfgs"``, a fit stops when an iteration lowers the objective
+        by at most ``tol`` times its value, or when the projected gradient is
+        at most ``tol`` times the objective.  With ``"gauss-newton"``, a fit
+        has converged when the Gauss-Newton model predicts no decrease above
+        ``tol`` times the objective (:ref:`solver`).
     n_init : int, default=1
         Number of repetitions of the default fit, itself the best of three
         k-means starts (:ref:`solver`); the fit with the lowest training
@@ -143,9 +151,13 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
     init_losses_ : ndarray of shape (n_init,)
         Final training objective of each repetition.
     converged_ : bool
-        Whether L-BFGS-B's convergence test (``tol``) passed for the kept fit
-        within ``max_iter``; a fit that stopped otherwise warns with a
+        Whether the solver's convergence test (``tol``) passed for the kept
+        fit within ``max_iter``; a fit that stopped otherwise warns with a
         :class:`~sklearn.exceptions.ConvergenceWarning` that says why.
+    stationarity_ : float
+        With ``solver="gauss-newton"``, the decrease the Gauss-Newton model
+        still predicts where the kept fit stopped, relative to the objective
+        (what the convergence test reads); NaN with ``"lbfgs"``.
 
     Notes
     -----
@@ -184,6 +196,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         "expert": [StrOptions(set(EXPERTS))],
         "top_k": [Interval(Integral, 1, None, closed="left"), None],
         "alpha": [Interval(Real, 0, None, closed="left")],
+        "solver": [StrOptions({"auto", *SOLVERS})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_init": [Interval(Integral, 1, None, closed="left")],
@@ -203,6 +216,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         expert="linear",
         top_k=None,
         alpha=1e-4,
+        solver="auto",
         max_iter=1000,
         tol=1e-6,
         n_init=1,
@@ -218,6 +232,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         self.expert = expert
         self.top_k = top_k
         self.alpha = alpha
+        self.solver = solver
         self.max_iter = max_iter
         self.tol = tol
         self.n_init = n_init
@@ -229,6 +244,9 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
+
+    def _solver(self):
+        return DEFAULT_SOLVER if self.solver == "auto" else self.solver
 
     def _spec(self, n_outputs=None):
         return MoESpec(router=self.router, expert=self.expert, tau1=self.tau1,
@@ -301,13 +319,15 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         warm = self.warm_start and hasattr(self, "gate_coef_")
         if warm:
             start = self._warm_start_params(data.n_features, spec, y_mean, y_scale)
-            results = [fit_least_squares(data, start, spec, max_iter=self.max_iter,
-                                         tol=self.tol, verbose=self.verbose)]
+            results = [fit_least_squares(data, start, spec, solver=self._solver(),
+                                         max_iter=self.max_iter, tol=self.tol,
+                                         verbose=self.verbose)]
         else:
             rng = check_random_state(self.random_state)
             # a generator: each start is drawn just before it is fitted
             results = (fit_from_data(data, spec, self.n_experts, rng,
-                                     max_iter=self.max_iter, tol=self.tol,
+                                     solver=self._solver(), max_iter=self.max_iter,
+                                     tol=self.tol,
                                      verbose=self.verbose)
                        for _ in range(self.n_init))
         self._warn_if_unscaled(X_check, weight_check)
@@ -329,6 +349,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
             )
         self._warn_if_not_converged(best)
         fitted.update(loss_=loss, n_iter_=best.n_iter, converged_=best.converged,
+                      stationarity_=best.stationarity,
                       init_losses_=losses,
                       _fitted_structure=(self.router, self.expert))
         return fitted

@@ -11,6 +11,9 @@ per-chunk kernel calls made on the workers.  An objective has:
     The width of ``X`` and ``sum_n w_n``.
 ``loss_and_gradient(theta, shape, spec)``
     The objective :func:`sklearn_cosmoe._model.objective` and its gradient.
+``gauss_newton(theta, shape, spec)``
+    The objective, its gradient and its Gauss-Newton matrix
+    (:mod:`sklearn_cosmoe._jacobian`): a sum over the rows like the others.
 ``expert_normal_equations(params, spec)``
     The normal equations of linear experts under the gates of ``params``,
     un-normalised: :func:`sklearn_cosmoe._kernels.gated_gram`.
@@ -33,7 +36,9 @@ from dataclasses import replace
 import numpy as np
 
 from . import _kernels
-from ._model import combine_outputs, gate_weights, gates_and_experts, objective, row_norms
+from ._jacobian import finish_gauss_newton, gauss_newton_sums
+from ._model import (combine_outputs, gate_weights, gates_and_experts, objective,
+                     params_of_vector, row_norms)
 
 
 def _mean(w, v):
@@ -82,6 +87,16 @@ class ArrayObjective:
         """Objective and gradient at ``theta`` (:func:`~sklearn_cosmoe._model.objective`)."""
         return objective(theta, self.X, self.y, self.sample_weight, shape, spec,
                          self.x_norms)
+
+    def gauss_newton(self, theta, shape, spec):
+        """``(loss, gradient, hessian)`` at ``theta``, the Hessian Gauss-Newton's.
+
+        :func:`~sklearn_cosmoe._jacobian.finish_gauss_newton` of the rows' sums.
+        """
+        params = params_of_vector(theta, shape, spec)
+        sums = gauss_newton_sums(self.X, self.x_norms, self.y, self.sample_weight,
+                                 params, spec)
+        return finish_gauss_newton(sums, params, spec)
 
     def expert_normal_equations(self, params, spec):
         """``(gram, rhs)``: the weighted normal equations of linear experts.

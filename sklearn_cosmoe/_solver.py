@@ -1,15 +1,15 @@
-"""Least-squares solvers for the mixture of experts.
+"""The least-squares fit of the mixture of experts: starts, runs, paths.
 
-The solvers never touch a row of the data: they take an *objective*
+The fit never touches a row of the data: it takes an *objective*
 (:mod:`sklearn_cosmoe._objective`), whose methods are the sums over the rows
-that they need, so one solver fits data in memory
+that it needs, so one fit works on data in memory
 (:class:`~sklearn_cosmoe._objective.ArrayObjective`) and data spread over a
-cluster alike.  The fit is L-BFGS-B on all parameters with the exact gradient
-of :func:`sklearn_cosmoe._model.objective`.  Linear experts are, for fixed
-gates, an exact weighted (ridge) least-squares problem
-(:func:`update_linear_experts`): that step starts and ends their fit.
-Top-K gates make the objective jump where two scores cross, so a top-K fit
-first fits the dense mixture and then moves it to the sparse one.
+cluster alike.  The minimisers (L-BFGS-B by default, or Levenberg-Marquardt)
+are in :mod:`sklearn_cosmoe._solvers`.  Linear experts are, for fixed gates, an exact weighted
+(ridge) least-squares problem (:func:`update_linear_experts`): that step
+starts their fit.  Top-K gates make the objective jump where two scores
+cross, so a top-K fit first fits the dense mixture and then moves it to the
+sparse one.
 
 A fit from the data (:func:`fit_from_data`) keeps the best of a few k-means
 starts (:func:`initial_params`).  A path of mixtures with 1, 2, ... experts
@@ -24,11 +24,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import linalg
-from scipy.optimize import minimize
 
 from ._experts import LINEARISATION
 from ._model import MoEParams
 from ._parallel import single_threaded_blas
+from ._solvers import SOLVERS, Problem
 
 _KMEANS_ITER = 10
 # k-means starts of the default fit, each fitted to convergence
@@ -39,13 +39,14 @@ N_STARTS = 3
 _LINEAR_REGIME_RMS = 0.25
 # then the pre-activations are scaled by the best of these on the objective
 _PREACTIVATION_SCALES = (1.0, 2.0, 4.0, 8.0, 16.0)
-# L-BFGS iterations each start of the default fit gets before the best one,
-# on the objective, is fitted to convergence
-SCREEN_ITER = 30
-# the relative stopping rule reads decreases against the objective or this
-# floor, whichever is larger: below it (a training R^2 above 0.9998 on the
-# standardized target) a fit is as good as any score can tell
-_MIN_SCALE = 1e-4
+#: The minimiser of a fit whose estimator says ``solver="auto"``: Gauss-Newton
+#: certifies the points where it stops but does not yet reach them within the
+#: default iterations on every data set (user guide :ref:`solver`).
+DEFAULT_SOLVER = "lbfgs"
+#: Iterations each start of the default fit gets, by minimiser, before the
+#: best one on the objective is fitted to convergence: a Gauss-Newton
+#: iteration does the work of tens of L-BFGS ones.
+SCREEN_ITER = {"gauss-newton": 5, "lbfgs": 30}
 
 
 @dataclass
@@ -53,10 +54,11 @@ class FitResult:
     """Outcome of a fit: parameters, final objective, iterations, convergence.
 
     ``reason`` says why a fit that did not converge stopped: ``"max_iter"``
-    (iteration limit) or ``"line_search"`` (L-BFGS-B could not decrease the
-    objective along its search direction before its tolerance test passed);
-    ``None`` when it converged.  It unpacks as ``params, loss, n_iter,
-    converged``, the tuple that :func:`fit_least_squares` used to return.
+    (iteration limit) or ``"line_search"`` (no step of the minimiser could
+    decrease the objective before the convergence test passed); ``None``
+    when it converged.  ``stationarity`` is what the convergence test read
+    where the fit stopped (:mod:`sklearn_cosmoe._solvers`).  It unpacks as
+    ``params, loss, n_iter, converged``.
     """
 
     params: MoEParams
@@ -64,6 +66,7 @@ class FitResult:
     n_iter: int
     converged: bool
     reason: str | None = None
+    stationarity: float = float("nan")
 
     def __iter__(self):
         return iter((self.params, self.loss, self.n_iter, self.converged))
@@ -246,93 +249,41 @@ def update_linear_experts(data, params, spec):
     return params
 
 
-def lbfgs_with_restart(fun, theta, max_iter, tol):
-    """Minimise ``fun`` (loss and gradient) by L-BFGS-B from ``theta``.
-
-    The stopping rule is relative: a run stops when an iteration lowers the
-    objective by at most ``tol`` times its value (L-BFGS-B's ``ftol`` test),
-    or when the projected gradient is at most ``tol`` times the objective
-    (``gtol``).  L-BFGS-B divides by ``max(|f|, 1)``, which is an absolute
-    test for the objectives here (below 1 on a standardized target), so it
-    minimises ``f / scale`` with ``scale`` the objective where the run
-    starts; a run that ends below half its scale is continued with the new
-    scale, so the test that ends the fit reads a decrease relative to the
-    final objective (to within a factor 2).  A failed line search often
-    comes from a stale curvature memory, so it gets one restart from where
-    the run stopped.  BLAS is held to one thread meanwhile: its threads
-    would spin on L-BFGS-B's tiny operations.
-
-    Returns
-    -------
-    theta, loss, n_iter, reason
-        ``reason`` is None when a test passed, else ``"max_iter"`` or
-        ``"line_search"``; a start that already passes the tests counts as one
-        iteration (the test).
-    """
-    loss = fun(theta)[0]
-    n_iter, restarted = 0, False
-    while True:
-        scale = max(abs(loss), _MIN_SCALE) if np.isfinite(loss) else 1.0
-
-        def scaled(t, scale=scale):
-            f, g = fun(t)
-            return f / scale, g / scale
-
-        with single_threaded_blas():
-            result = minimize(scaled, theta, jac=True, method="L-BFGS-B",
-                              options={"maxiter": max_iter - n_iter, "ftol": tol,
-                                       "gtol": tol})
-        n_iter += result.nit
-        theta, loss = result.x, result.fun * scale
-        if n_iter >= max_iter or result.status == 1:
-            break
-        if result.status == 0 and loss < 0.5 * scale and scale > _MIN_SCALE:
-            continue  # the test passed against an old scale: test again here
-        if result.status == 2 and not restarted:
-            restarted = True
-            continue
-        break
-    reason = {0: None, 1: "max_iter"}.get(result.status, "line_search")
-    return theta, loss, max(n_iter, 1), reason
-
-
-def _lbfgs(data, params, spec, max_iter, tol, experts_only=False):
-    """:func:`lbfgs_with_restart` on the objective, from ``params``.
+def _minimize(data, params, spec, solver, max_iter, tol, experts_only=False):
+    """The minimiser ``solver`` (:data:`~sklearn_cosmoe._solvers.SOLVERS`) from ``params``.
 
     ``experts_only`` holds the router fixed and moves the expert parameters
-    (and the output scale and intercept) alone.
+    (and the output scale and intercept) alone.  BLAS is held to one thread
+    meanwhile: its threads would spin on the minimisers' small matrices,
+    and its bits would depend on their number.
 
     Returns
     -------
-    params, loss, n_iter, reason
+    params, Minimum
     """
     shape = params.shape
     theta = params.to_vector(spec)
-    free = np.ones(theta.size, dtype=bool)
+    free = None
     if experts_only:
         k, d = shape
+        free = np.ones(theta.size, dtype=bool)
         free[:k * d + k] = False
-
-    def fun(sub):
-        full = theta.copy()
-        full[free] = sub
-        loss, grad = data.loss_and_gradient(full, shape, spec)
-        return loss, grad[free]
-
-    theta[free], loss, n_iter, reason = lbfgs_with_restart(fun, theta[free], max_iter, tol)
-    return MoEParams.from_vector(theta, shape, spec), loss, n_iter, reason
+    problem = Problem(data, theta, shape, spec, free)
+    with single_threaded_blas():
+        minimum = SOLVERS[solver](problem, max_iter, tol)
+    return MoEParams.from_vector(problem.full(minimum.theta), shape, spec), minimum
 
 
-def fit_least_squares(data, params, spec, *, max_iter=1000,
+def fit_least_squares(data, params, spec, *, solver=DEFAULT_SOLVER, max_iter=1000,
                       tol=1e-6, verbose=0, solve_experts_first=True):
     """Minimise the objective from ``params``.
 
     Linear experts first get their exact least-squares values (unless
     ``solve_experts_first`` is false: a start from :func:`initial_params`
-    already has them), then L-BFGS-B moves all parameters, then a last
-    least-squares update puts the experts at their optimum for the final
-    gates (it cannot raise the objective).  With top-K gates the dense
-    mixture is fitted first and the sparse one from there.
+    already has them), then ``solver`` moves all parameters.  With top-K
+    gates the dense mixture is fitted first and the sparse one from there; a
+    sparse run stuck where two scores cross fits the experts for its gates
+    (the exact least squares for linear experts).
 
     Parameters
     ----------
@@ -341,42 +292,50 @@ def fit_least_squares(data, params, spec, *, max_iter=1000,
     params : MoEParams
         Start; not modified.
     spec : MoESpec
+    solver : {"gauss-newton", "lbfgs"}
+        The minimiser (:mod:`sklearn_cosmoe._solvers`).
     max_iter : int
-        Maximum number of L-BFGS iterations of each run (dense, then sparse).
+        Maximum number of iterations of each run (dense, then sparse).
     tol : float
-        L-BFGS-B ``ftol`` and ``gtol``.
+        The convergence test's tolerance (:mod:`sklearn_cosmoe._solvers`):
+        the largest decrease a Gauss-Newton step may still promise, relative
+        to the objective.
 
     Returns
     -------
     FitResult
         ``n_iter`` counts the iterations of all runs; ``converged`` is true
-        only when the last run passed L-BFGS-B's tolerance test.
+        only when the last run passed the convergence test.
     """
     params = params.copy()
-    if spec.expert == "linear" and solve_experts_first:
+    linear = spec.expert == "linear"
+    if linear and solve_experts_first:
         update_linear_experts(data, params, spec)
     specs = [spec] if spec.top_k is None else [replace(spec, top_k=None), spec]
     n_iter = 0
     for run_spec in specs:
-        params, loss, nit, reason = _lbfgs(data, params, run_spec, max_iter, tol)
-        n_iter += nit
-        if reason == "line_search" and run_spec.top_k is not None:
+        params, minimum = _minimize(data, params, run_spec, solver, max_iter, tol)
+        n_iter += minimum.n_iter
+        if minimum.reason == "line_search" and run_spec.top_k is not None:
             # stuck at a jump of the top-K objective: freeze the router
             # there and fit the experts, a smooth problem, for its gates
-            if spec.expert == "linear":
-                reason = None  # the exact least squares below
+            if linear and solver == "lbfgs":
+                minimum.reason = None  # the exact least squares below
             else:
-                params, loss, nit, reason = _lbfgs(data, params, run_spec,
-                                                   max_iter, tol, experts_only=True)
-                n_iter += nit
-        if spec.expert == "linear":
+                params, minimum = _minimize(data, params, run_spec, solver, max_iter, tol,
+                                            experts_only=True)
+                n_iter += minimum.n_iter
+        if linear and solver == "lbfgs":
+            # L-BFGS-B leaves the experts near their optimum for its last
+            # gates; the exact least squares cannot raise the objective
             update_linear_experts(data, params, run_spec)
-            loss = data.loss_and_gradient(params.to_vector(run_spec), params.shape,
-                                          run_spec)[0]
+            minimum.loss = data.loss_and_gradient(params.to_vector(run_spec), params.shape,
+                                                  run_spec)[0]
     if verbose:
-        print(f"[CosineMoE] {n_iter} L-BFGS iterations, objective {loss:.10g}"
-              + ("" if reason is None else f", stopped by {reason}"))
-    return FitResult(params, loss, n_iter, reason is None, reason)
+        print(f"[CosineMoE] {n_iter} {solver} iterations, objective {minimum.loss:.10g}"
+              + ("" if minimum.reason is None else f", stopped by {minimum.reason}"))
+    return FitResult(params, minimum.loss, n_iter, minimum.reason is None, minimum.reason,
+                     minimum.stationarity)
 
 
 def grow_path(data, spec, max_experts, rng, **fit_params):
@@ -405,11 +364,12 @@ def grow_path(data, spec, max_experts, rng, **fit_params):
         yield result
 
 
-def fit_from_data(data, spec, n_experts, rng, *, max_iter=1000, tol=1e-6, verbose=0):
+def fit_from_data(data, spec, n_experts, rng, *, solver=DEFAULT_SOLVER, max_iter=1000,
+                  tol=1e-6, verbose=0):
     """The default fit: the best of :data:`N_STARTS` screened k-means starts.
 
     Each start (:func:`initial_params`, its own k-means draw) gets
-    :data:`SCREEN_ITER` L-BFGS iterations of the dense mixture; the start with
+    :data:`SCREEN_ITER` iterations of ``solver`` on the dense mixture; the start with
     the lowest objective after them (the first on a tie) is fitted to
     convergence by :func:`fit_least_squares`.  Feed-forward experts get the
     linear-regime start first, then starts with the least-squares
@@ -426,14 +386,14 @@ def fit_from_data(data, spec, n_experts, rng, *, max_iter=1000, tol=1e-6, verbos
     best = None
     for i in range(N_STARTS):
         start = initial_params(data, screen_spec, n_experts, rng, linear_regime=i == 0)
-        screened = fit_least_squares(data, start, screen_spec,
-                                     max_iter=min(SCREEN_ITER, max_iter), tol=tol,
+        screened = fit_least_squares(data, start, screen_spec, solver=solver,
+                                     max_iter=min(SCREEN_ITER[solver], max_iter), tol=tol,
                                      solve_experts_first=False)
         if best is None or screened.loss < best.loss:
             best = screened
     if best.converged and spec.top_k is None:
         return best
-    result = fit_least_squares(data, best.params, spec,
+    result = fit_least_squares(data, best.params, spec, solver=solver,
                                max_iter=max(max_iter - best.n_iter, 1), tol=tol,
                                verbose=verbose, solve_experts_first=False)
     result.n_iter += best.n_iter

@@ -38,7 +38,7 @@ def test_a_failed_line_search_is_not_converged(data, monkeypatch):
     # converged: now it gets one restart, then reports the cause
     from scipy.optimize import OptimizeResult
 
-    from sklearn_cosmoe import _solver
+    from sklearn_cosmoe._solvers import _lbfgs
 
     calls = []
 
@@ -48,7 +48,7 @@ def test_a_failed_line_search_is_not_converged(data, monkeypatch):
         return OptimizeResult(x=x0, fun=loss, nit=3, status=2,
                               message="ABNORMAL_TERMINATION_IN_LNSRCH")
 
-    monkeypatch.setattr(_solver, "minimize", line_search_fails)
+    monkeypatch.setattr(_lbfgs, "minimize", line_search_fails)
     X, y, w = data
     spec = MoESpec(temperature=0.3, expert="tanh")
     rows = ArrayObjective(X, y, w)
@@ -161,7 +161,8 @@ def test_fit_from_data_fits_the_best_screened_start(data):
     rng = np.random.default_rng(0)
     screened = [fit_least_squares(rows, initial_params(rows, spec, 3, rng,
                                                        linear_regime=i == 0),
-                                  spec, max_iter=SCREEN_ITER) for i in range(N_STARTS)]
+                                  spec, max_iter=SCREEN_ITER["lbfgs"])
+                for i in range(N_STARTS)]
     assert N_STARTS > 1
     best = min(screened, key=lambda r: r.loss)
     assert not best.converged  # the fixture needs the polishing run
@@ -175,7 +176,7 @@ def test_the_stopping_rule_is_relative_to_the_objective():
     # L-BFGS-B's ftol test divides by max(|f|, 1): absolute below 1.  The
     # fit's rule reads the decrease relative to f, so scaling the objective
     # by any power of two leaves every iterate, and the stop, unchanged
-    from sklearn_cosmoe._solver import lbfgs_with_restart
+    from sklearn_cosmoe._solvers import lbfgs_with_restart
 
     A = np.array([[1.0, 0.5, 0.0], [0.0, 10.0, 3.0], [0.0, 0.0, 100.0]])
     b = np.array([1.0, -2.0, 3.0])

@@ -1,0 +1,182 @@
+"""The Gauss-Newton sums, the convergence test and the Levenberg-Marquardt solver."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from sklearn_cosmoe import CosineMoERegressor
+from sklearn_cosmoe._jacobian import finish_gauss_newton, gauss_newton_sums
+from sklearn_cosmoe._model import MoEParams, MoESpec, objective, predict, row_norms
+from sklearn_cosmoe._objective import ArrayObjective
+from sklearn_cosmoe._solvers import QuadraticModel, lbfgs_with_restart
+from sklearn_cosmoe._solvers._problem import shift_directions
+from sklearn_cosmoe.datasets import make_cosine_moe
+
+N, D, K = 120, 3, 3
+
+
+def random_problem(router, expert, top_k, n_outputs, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((N, D))
+    X[0] = 0.0  # a zero row: the cosine scores' guard
+    spec = MoESpec(router=router, expert=expert, tau1=0.7, tau2=0.3, temperature=0.8,
+                   top_k=top_k, alpha=0.01, n_outputs=n_outputs)
+    m = n_outputs
+    params = MoEParams(rng.standard_normal((K, D)), rng.standard_normal(K),
+                       rng.standard_normal((K, D) if m is None else (K, m, D)),
+                       rng.standard_normal(K if m is None else (K, m)),
+                       1.3 if m is None else np.linspace(0.7, 1.3, m),
+                       0.2 if m is None else np.linspace(-0.1, 0.2, m))
+    theta = params.to_vector(spec)
+    params = MoEParams.from_vector(theta, params.shape, spec)
+    y = np.asfortranarray(rng.standard_normal(N if m is None else (N, m)))
+    return X, y, rng.uniform(0.5, 2.0, N), params, spec
+
+
+def gauss_newton(X, y, w, params, spec):
+    return finish_gauss_newton(gauss_newton_sums(X, row_norms(X), y, w, params, spec),
+                               params, spec)
+
+
+@pytest.mark.parametrize("n_outputs", [None, 2])
+@pytest.mark.parametrize("top_k", [None, 2])
+@pytest.mark.parametrize("expert", ["linear", "tanh", "sigmoid", "gelu"])
+@pytest.mark.parametrize("router", ["linear", "cosine", "perturbed_cosine"])
+def test_gauss_newton_matrix_is_jt_w_j_of_finite_differences(router, expert, top_k,
+                                                              n_outputs):
+    X, y, w, params, spec = random_problem(router, expert, top_k, n_outputs)
+    theta = params.to_vector(spec)
+    loss, grad, hess = gauss_newton(X, y, w, params, spec)
+    # the loss and gradient of the fused kernel
+    kernel_loss, kernel_grad = objective(theta, X, y, w, params.shape, spec)
+    assert_allclose(loss, kernel_loss, rtol=1e-13)
+    assert_allclose(grad, kernel_grad, rtol=0, atol=1e-13 * np.max(np.abs(kernel_grad)))
+    # J by central differences of predict, independent of the module's formulas
+    eps = 1e-6
+    columns = []
+    for i in range(theta.size):
+        step = np.zeros_like(theta)
+        step[i] = eps
+        up = predict(X, MoEParams.from_vector(theta + step, params.shape, spec), spec)
+        down = predict(X, MoEParams.from_vector(theta - step, params.shape, spec), spec)
+        columns.append(((up - down) / (2 * eps)).reshape(N, -1))
+    J = np.stack(columns, axis=-1)
+    expected = np.einsum("n,nmp,nmq->pq", w, J, J) / w.sum()
+    k, d = params.shape
+    ridge = np.arange(k * d + k, k * d + k + params.expert_coef.size)
+    expected[ridge, ridge] += spec.alpha
+    if router == "linear":
+        expected[np.arange(k * d), np.arange(k * d)] += spec.alpha
+    assert_allclose(hess, expected, rtol=0, atol=1e-8 * np.max(np.abs(expected)))
+
+
+@pytest.mark.parametrize("router", ["linear", "cosine", "perturbed_cosine"])
+def test_integer_weights_give_the_sums_of_repeated_rows(router):
+    X, y, _, params, spec = random_problem(router, "tanh", None, None)
+    w = np.random.default_rng(1).integers(0, 4, N).astype(float)
+    weighted = gauss_newton(X, y, w, params, spec)
+    repeated = gauss_newton(np.repeat(X, w.astype(int), axis=0),
+                            np.repeat(y, w.astype(int)), np.ones(int(w.sum())), params, spec)
+    for a, b in zip(weighted, repeated):
+        assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    # ignoring the weights would not pass
+    assert not np.allclose(gauss_newton(X, y, np.ones(N), params, spec)[0], weighted[0])
+
+
+def test_shift_of_the_atoms_is_invisible_to_the_gates():
+    X, y, w, params, spec = random_problem("perturbed_cosine", "linear", None, None)
+    _, _, hess = gauss_newton(X, y, w, params, replace_alpha(spec))
+    directions = shift_directions(params.to_vector(spec), params.shape, spec.tau1)
+    assert_allclose(hess @ directions, 0.0, atol=1e-10 * np.max(np.abs(hess)))
+    assert np.max(np.abs(hess)) > 1e-3
+
+
+def replace_alpha(spec):
+    from dataclasses import replace
+
+    return replace(spec, alpha=0.0)
+
+
+def test_decrement_is_the_remaining_decrease_of_a_linear_least_squares():
+    # L(t) = |A t - b|^2 / 2 has gradient A^T r and Gauss-Newton matrix A^T A:
+    # g^T H^+ g / 2 is L(t) - min L exactly, whatever the parameters' units,
+    # and a column that duplicates another (an unidentified direction) does
+    # not change it
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((40, 4))
+    b = rng.standard_normal(40)
+    t = rng.standard_normal(4)
+    best = np.linalg.lstsq(A, b, rcond=None)[0]
+
+    def decrease(A, t):
+        r = A @ t - b
+        return QuadraticModel(A.T @ r, A.T @ A).decrease
+
+    exact = 0.5 * np.sum((A @ t - b) ** 2) - 0.5 * np.sum((A @ best - b) ** 2)
+    assert_allclose(decrease(A, t), exact, rtol=1e-10)
+    units = np.array([1e-4, 1.0, 1e3, 7.0])
+    assert_allclose(decrease(A / units, t * units), exact, rtol=1e-8)
+    doubled = np.column_stack([A, A[:, 0]])
+    assert_allclose(decrease(doubled, np.r_[t, 0.0]), exact, rtol=1e-8)
+
+
+def test_levenberg_marquardt_step_lowers_the_objective_as_predicted_when_small():
+    X, y, w, params, spec = random_problem("linear", "tanh", None, None)
+    theta = params.to_vector(spec)
+    loss, grad, hess = gauss_newton(X, y, w, params, spec)
+    model = QuadraticModel(grad, hess)
+    step, predicted = model.step(1e3 * model.largest)
+    actual = loss - objective(theta + step, X, y, w, params.shape, spec)[0]
+    assert predicted > 0
+    assert_allclose(actual, predicted, rtol=1e-2)
+
+
+@pytest.mark.parametrize("router,expert", [("linear", "linear"), ("cosine", "linear"),
+                                           ("linear", "tanh")])
+def test_gauss_newton_fits_certify_one_stationary_point(router, expert):
+    # equal problems, equal answers: integer weights and repeated rows fitted
+    # to a certified stationary point agree to far better than the loss's
+    # tolerance; the same start with a tol 100x smaller moves the objective
+    # by less than the tol promises
+    X, y, _ = make_cosine_moe(300, 4, 3, router=router, expert=expert, noise=0.1,
+                              random_state=5)
+    w = np.random.default_rng(0).integers(0, 4, len(y))
+    fit = dict(router=router, expert=expert, n_experts=3, solver="gauss-newton",
+               random_state=0)
+    weighted = CosineMoERegressor(tol=1e-10, **fit).fit(X, y, sample_weight=w)
+    repeated = CosineMoERegressor(tol=1e-10, **fit).fit(np.repeat(X, w, axis=0),
+                                                        np.repeat(y, w))
+    assert weighted.converged_ and repeated.converged_
+    assert weighted.stationarity_ <= 1e-10
+    assert_allclose(weighted.loss_, repeated.loss_, rtol=1e-9)
+    loose = CosineMoERegressor(tol=1e-6, **fit).fit(X, y, sample_weight=w)
+    assert loose.converged_ and loose.n_iter_ <= weighted.n_iter_
+    assert 0 <= loose.loss_ - weighted.loss_ <= 2e-6 * weighted.loss_
+
+
+def test_lbfgs_stops_on_an_objective_unbounded_below():
+    # a loss that keeps falling below 0 (as negative class weights would give)
+    # once looped without end; the runs are bounded now
+    calls = []
+
+    def falling(t):
+        calls.append(1)
+        return -np.exp(t[0]) - 1.0, np.array([-np.exp(t[0])])
+
+    with np.errstate(over="ignore"):
+        theta, loss, n_iter, reason = lbfgs_with_restart(falling, np.zeros(1), 50, 1e-6)
+    assert n_iter <= 50 and len(calls) < 10_000 and loss < -1.0
+
+
+def test_dask_objective_gives_the_same_gauss_newton_sums():
+    da = pytest.importorskip("dask.array")
+    from sklearn_cosmoe._dask import DaskObjective
+
+    X, y, w, params, spec = random_problem("perturbed_cosine", "tanh", None, None)
+    rows = ArrayObjective(X, y, w)
+    chunks = DaskObjective(da.from_array(X, chunks=(50, D)), da.from_array(y, chunks=50),
+                           da.from_array(w, chunks=50))
+    theta = params.to_vector(spec)
+    for a, b in zip(rows.gauss_newton(theta, params.shape, spec),
+                    chunks.gauss_newton(theta, params.shape, spec)):
+        assert_allclose(a, b, rtol=1e-12, atol=1e-15)
