@@ -1,4 +1,4 @@
-"""The fit as it was before issue 12 (commit d55a4fc): the baseline of bench_fit_quality.py.
+"""The fit as it was before the multi-start default (commit d55a4fc): the baseline of bench_fit_quality.py.
 
 A copy of that commit's start (one spherical k-means draw, exact least squares
 for the linear experts, feed-forward experts mapped through

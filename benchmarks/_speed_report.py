@@ -75,7 +75,7 @@ def plot_race(res, path):
 
 
 def headline(report):
-    """Goal checks of issues 2 and 5, one line each."""
+    """Goal checks (speed against NumPy and PyTorch per evaluation), one line each."""
     out = []
     for r in report["eval"]:
         if r["n"] >= 100_000:
@@ -180,7 +180,7 @@ def write_report(report, path):
          f"Machine: {report['machine']}  ",
          f"Versions: {report['versions']}  ",
          f"Total run time: {report['total_time']:.0f} s", "",
-         "## Headline (goals of issues 2 and 5)", "",
+         "## Headline (speed goals)", "",
          *[f"* {line}" for line in headline(report)], "",
          "Model: perturbed cosine router (tau1 = tau2 = 1, temperature 1), linear experts, "
          f"dense gates, alpha = {SPEC.alpha:g}, d = 10, data drawn from the model (noise-limit "

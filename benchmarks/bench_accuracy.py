@@ -1,4 +1,4 @@
-"""Accuracy of CosineMoERegressor against the usual tabular regressors (issue 5).
+"""Accuracy of CosineMoERegressor against the usual tabular regressors.
 
 One command writes a Markdown table and figures into ``benchmarks/results/``::
 

@@ -1,4 +1,4 @@
-"""Accuracy of CosineMoEClassifier against the usual tabular classifiers (issue 17).
+"""Accuracy of CosineMoEClassifier against the usual tabular classifiers.
 
 One process, one command::
 

@@ -1,4 +1,4 @@
-"""Speed of the classifier's loss+gradient kernel (issue 17).
+"""Speed of the classifier's loss+gradient kernel.
 
 One process, one command; every ratio printed here was measured in this run::
 
@@ -273,7 +273,7 @@ def write_report(report, path):
          f"Machine: {report['machine']}  ",
          f"Versions: {report['versions']}  ",
          f"Total run time: {report['total_time']:.0f} s", "",
-         "## Headline (goals of issue 17 at n = 1e5, d = 10, k = 8, C = 5)", "",
+         "## Headline (goals at n = 1e5, d = 10, k = 8, C = 5)", "",
          *[f"* {line}" for line in headline(report)], "",
          "Objective: weighted mean negative log-likelihood of `CosineMoEClassifier` plus "
          f"alpha/2 |A|^2, alpha = {SPEC.alpha:g}; perturbed cosine router (tau1 = tau2 = 1, "

@@ -1,4 +1,4 @@
-"""Does the default fit find the optimum?  (issue 12)
+"""Does the default fit find the optimum?
 
 For random truths drawn by ``make_cosine_moe`` the default
 ``CosineMoERegressor`` fit is compared with a fit started at the truth::

@@ -1,4 +1,4 @@
-"""R's flexmix side by side with CosineMoERegressor (issue 16, deliverable 3).
+"""R's flexmix side by side with CosineMoERegressor.
 
 flexmix is what a statistician reaches for to fit a mixture of regressions
 with covariate-dependent weights: EM with Gaussian linear-regression experts

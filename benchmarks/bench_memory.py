@@ -1,4 +1,4 @@
-"""Peak resident memory of ``CosineMoERegressor.fit``, everything counted (issue 16).
+"""Peak resident memory of ``CosineMoERegressor.fit``, everything counted.
 
 tracemalloc sees only Python's allocator, not numba's or BLAS's buffers, and a
 high-water mark read inside a process that already compiled or fitted

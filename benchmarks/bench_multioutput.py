@@ -1,4 +1,4 @@
-"""Cost of one evaluation of the objective against the number of outputs ``m`` (issue 17).
+"""Cost of one evaluation of the objective against the number of outputs ``m``.
 
 With ``m`` outputs the gates are shared and each output has its own experts;
 the objective is the sum over the outputs of single-output objectives

@@ -1,4 +1,4 @@
-"""How close the loss + gradient evaluation comes to this machine's limits (issue 16).
+"""How close the loss + gradient evaluation comes to this machine's limits.
 
 For one evaluation of the objective (``sklearn_cosmoe._model.objective``,
 i.e. the numba kernel ``loss_and_gradient`` plus its small Python wrapper)

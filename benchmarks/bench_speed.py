@@ -1,4 +1,4 @@
-"""Speed of sklearn_cosmoe against what a user would otherwise write (issue 5).
+"""Speed of sklearn_cosmoe against what a user would otherwise write.
 
 One process, one command; every ratio printed here was measured in this run::
 

@@ -118,7 +118,6 @@ sphinx_gallery_conf = {
     "within_subsection_order": "FileNameSortKey",
     "doc_module": ("sklearn_cosmoe",),
     "backreferences_dir": "gen_modules/backreferences",
-    "reference_url": {"sklearn_cosmoe": None},
     "plot_gallery": os.environ.get("SPHINX_GALLERY_PLOT", "True"),
     "download_all_examples": False,
     "remove_config_comments": True,

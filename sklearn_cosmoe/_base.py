@@ -16,10 +16,11 @@ from sklearn.base import is_regressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import check_no_booleans, unscaled_features_message
+from ._validation import check_no_booleans, scaler_would_help, unscaled_features_message
 
-# set by validate_data(reset=True) at the start of fit, restored if fit fails
-_INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
+# set by validate_data(reset=True) at the start of fit (and, from the features,
+# whether to advise a StandardScaler), restored if fit fails
+_INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_", "_scaler_would_help")
 # hyperparameters that must be numbers, never booleans
 _NUMERIC_PARAMETERS = ("n_experts", "tau1", "tau2", "temperature", "top_k", "alpha",
                        "max_iter", "tol", "n_init")
@@ -95,6 +96,8 @@ class MoEEstimatorMixin:
         return self
 
     def _warn_if_unscaled(self, X, sample_weight):
+        # read by _convergence_advice: advise a StandardScaler only where it would help
+        self._scaler_would_help = scaler_would_help(X)
         message = unscaled_features_message(X, sample_weight, self.router, self.tau2)
         if message is not None:
             warnings.warn(message.replace("CosineMoERegressor", type(self).__name__),
@@ -127,11 +130,13 @@ class MoEEstimatorMixin:
     def _convergence_advice(self, reason):
         """The ConvergenceWarning's message for why the fit stopped early."""
         name = type(self).__name__
+        scale = getattr(self, "_scaler_would_help", True)
         if reason == "max_iter":
             return (
                 f"{name} did not converge in max_iter={self.max_iter} "
-                "L-BFGS iterations. Increase max_iter, scale the features "
-                "(StandardScaler), or increase alpha."
+                "L-BFGS iterations. Increase max_iter"
+                + (", scale the features (StandardScaler)," if scale else "")
+                + " or increase alpha."
             )
         if self.top_k is not None:
             return (
@@ -144,8 +149,8 @@ class MoEEstimatorMixin:
             f"{name} did not converge: the L-BFGS line search failed "
             f"before the tolerance test (tol={self.tol}) passed; the objective is "
             "flat to rounding error along the search direction. Increase tol, "
-            "increase alpha (over-specified fits drift along flat directions), "
-            "or scale the features (StandardScaler)."
+            "or increase alpha (over-specified fits drift along flat directions)"
+            + (", or scale the features (StandardScaler)." if scale else ".")
         )
 
     def score(self, X, y, sample_weight=None):

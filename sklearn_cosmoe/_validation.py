@@ -20,6 +20,11 @@ X_MIN = 1e-100
 # thresholds of the warning about features that cosine routing cannot use
 _DIRECTION_CONCENTRATION = 0.99
 _COLUMN_SCALE_RATIO = 1e3
+# features count as standardized (a StandardScaler would not change them much)
+# when every column's mean is within this many of its standard deviations of 0
+# and the columns' standard deviations lie within this factor of each other
+_STANDARDIZED_MEAN = 0.5
+_STANDARDIZED_SPREAD = 10.0
 _NORM_TO_TAU2 = 1e-2
 
 
@@ -242,6 +247,25 @@ def params_on_standardized_scale(params, y_mean, y_scale, expert):
         params.output_scale = params.output_scale / y_scale
         params.output_intercept = (params.output_intercept - y_mean) / y_scale
     return params
+
+
+def scaler_would_help(X):
+    """Whether a ``StandardScaler`` would change the scale of ``X`` materially.
+
+    False when every column's mean is within ``_STANDARDIZED_MEAN`` of its
+    standard deviations of 0 and the nonzero standard deviations lie within a
+    factor ``_STANDARDIZED_SPREAD`` of each other (as after a ``StandardScaler``
+    in a pipeline); constant columns are ignored.
+    """
+    X = np.asarray(X)
+    std = X.std(axis=0)
+    varying = std > 0
+    if not np.any(varying):
+        return False
+    mean = np.abs(X.mean(axis=0))[varying]
+    std = std[varying]
+    return bool(np.any(mean > _STANDARDIZED_MEAN * std)
+                or std.max() > _STANDARDIZED_SPREAD * std.min())
 
 
 def unscaled_features_message(X, sample_weight, router, tau2):

@@ -131,7 +131,7 @@ def test_bad_parameters_are_rejected(mixture_data, params, match):
 
 def test_chooses_the_plain_cosine_router_where_short_rows_must_route_sharply():
     # two regimes by the direction of x alone, rows of lengths 0.05 to 3: the
-    # perturbed router's scores shrink with |x| (x . beta / (|x| + tau1)), so
+    # perturbed router's scores shrink with |x| (x . beta / ((|beta| + tau1)(|x| + tau2))), so
     # its gates go soft near the origin; the plain cosine router's do not
     rng = np.random.default_rng(0)
     angle = rng.uniform(-np.pi, np.pi, 600)

@@ -82,7 +82,7 @@ _y = _X[:, 0] - _X[:, 1] ** 2
 _DEFAULT = {"router": "perturbed_cosine", "expert": "linear", "n_experts": 2, "top_k": None}
 
 
-# the inputs of issue 13, each kept as a regression example
+# inputs that once broke the fit (overflow, underflow), each kept as a regression example
 @example((_X, _y * 1e160, None, _DEFAULT))  # was: scale overflow, all-NaN model
 @example((_X, _y * 1e-200, None, _DEFAULT))  # was: scale reset to 1.0
 @example((_X, _y * 1e-320, None, _DEFAULT))  # subnormal target

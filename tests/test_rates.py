@@ -12,7 +12,7 @@ from sklearn_cosmoe.metrics import voronoi_loss
 from sklearn_cosmoe.mixing import MixingMeasure
 
 
-def test_default_protocol_meets_the_issue():
+def test_default_protocol_spans_the_papers_experiment():
     p, family = rates.STUDIES["main"]
     assert p == rates.Protocol()
     assert len(p.n_grid) >= 8

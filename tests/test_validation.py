@@ -313,3 +313,37 @@ def test_no_scaling_warning_where_routing_works(data, router, transform):
         warnings.simplefilter("ignore", ConvergenceWarning)
         CosineMoERegressor(n_experts=2, router=router, max_iter=5,
                            random_state=0).fit(transform(X), y)
+
+
+def test_convergence_advice_names_a_scaler_only_where_it_would_help():
+    from sklearn.preprocessing import StandardScaler
+
+    from sklearn_cosmoe import CosineMoERegressor
+    from sklearn_cosmoe._validation import scaler_would_help
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3)) * [1.0, 50.0, 0.1] + [5.0, 0.0, 0.0]
+    standardized = StandardScaler().fit_transform(X)
+    assert scaler_would_help(X)
+    assert not scaler_would_help(standardized)
+    assert not scaler_would_help(np.ones((5, 2)))  # constant columns: nothing to scale
+    reg = CosineMoERegressor()
+    reg._scaler_would_help = scaler_would_help(standardized)
+    assert "StandardScaler" not in reg._convergence_advice("max_iter")
+    assert "StandardScaler" not in reg._convergence_advice("abnormal")
+    reg._scaler_would_help = scaler_would_help(X)
+    assert "StandardScaler" in reg._convergence_advice("max_iter")
+    assert "StandardScaler" in reg._convergence_advice("abnormal")
+
+
+def test_convergence_warning_in_a_scaled_pipeline_does_not_advise_a_scaler():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = model_data("perturbed_cosine", 300, 0)[:2]
+    X = X * [1.0, 100.0, 0.01, 1.0] + 3.0  # offset and unequal scales
+    model = make_pipeline(StandardScaler(), CosineMoERegressor(n_experts=3, max_iter=2))
+    with pytest.warns(ConvergenceWarning) as record:
+        model.fit(X, y)
+    messages = [str(w.message) for w in record if issubclass(w.category, ConvergenceWarning)]
+    assert messages and not any("StandardScaler" in m for m in messages)

@@ -162,6 +162,43 @@ def protocols_from(args):
     return parts
 
 
+LEGEND = """Each row: one truth, router, expert, setting (exact: as many experts as the truth;
+over: more) and start (truth: a fit started near the truth; estimator: the estimator's
+own fit). Each column is the slope of log(error) against log(n) with its 95% bootstrap
+interval: -1/2 is the parametric rate n^(-1/2), a slope near 0 means no convergence.
+  D1, D2   Voronoi losses between the fitted and the true mixing measure (weights
+           and parameters), on the canonical form, which keeps what the data can
+           determine; D2 squares the distances where several fitted experts share
+           one true expert (over-specified), D1 does not;
+  D1_raw, D2_raw   the same losses on the raw parameters (the paper's loss);
+  L2       the L2 distance between the fitted and the true regression functions;
+  converged  share of the fits that met the tolerance within max_iter."""
+
+
+def conclusion(table):
+    """One line: the median slopes of the L2 error and of D1 by router.
+
+    Parameters
+    ----------
+    table : list of dict
+        From :func:`summarise`.
+
+    Returns
+    -------
+    str
+    """
+    def median(metric, router=None):
+        slopes = [t["slope"] for t in table if t["metric"] == metric
+                  and (router is None or t["router"] == router) and np.isfinite(t["slope"])]
+        return float(np.median(slopes)) if slopes else float("nan")
+
+    routers = sorted({t["router"] for t in table})
+    by_router = ", ".join(f"{r} {median('D1', r):.2f}" for r in routers)
+    return (f"Conclusion: median slope of the L2 error {median('L2'):.2f} (parametric: "
+            f"-0.50); median slope of D1 by router: {by_router}. Steeper is faster; "
+            "doc/rates.md reads the full run.")
+
+
 def _report(rows, out, seed, figures):
     table = summarise(rows, seed=seed)
     against = estimator_against_truth(rows)
@@ -174,7 +211,7 @@ def _report(rows, out, seed, figures):
     (out / "tables.md").write_text(text + "\n")
     if figures:
         plot(rows, table, out)
-    return text
+    return f"{LEGEND}\n\n{text}", conclusion(table)
 
 
 def _inspect(argv):
@@ -231,6 +268,12 @@ def main(argv=None):
     if argv[:1] == ["inspect"]:
         return _inspect(argv[1:])
     args = _parser().parse_args(argv)
+    if not args.replot:
+        fits = sum(len(tasks(part)) for part in protocols_from(args))
+        print(f"{fits} fits with n_jobs={args.n_jobs}"
+              + (" (about a minute on 2 cores)" if args.quick and args.study == "main" else
+                 "; the main study took about 9 minutes on 2 cores (doc/rates.md)")
+              + "\n", flush=True)
     state = git_state()
     if args.out is None:
         if args.replot:
@@ -258,11 +301,13 @@ def main(argv=None):
                   "cpu_seconds_in_fits": round(sum(r["cpu_seconds"] for r in rows), 1),
                   "parts": [asdict(part) for part in parts]}
         (out / "protocol.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(_report(rows, out, seed, not args.no_figure))
+    text, summary = _report(rows, out, seed, not args.no_figure)
+    print(text)
     if args.replot:
         print(f"\nslopes, tables and figures of {len(rows)} fits redone in {out}/")
     else:
         print(f"\n{len(rows)} fits in {wall:.1f} s wall time (n_jobs={args.n_jobs}; "
               f"{record['cpu_seconds_in_fits']:.0f} CPU seconds inside the fits) at "
               f"{state['describe']}; results in {out}/")
+    print(summary)
     return 0
