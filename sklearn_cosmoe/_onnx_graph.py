@@ -49,9 +49,6 @@ _ERF_P = (3.05326634961232344e-1, 3.60344899949804439e-1, 1.25781726111229246e-1
 _ERF_Q = (2.56852019228982242e00, 1.87295284992346725e00, 5.27905102951428412e-1,
           6.05183413124413191e-2, 2.33520497626869185e-3)
 _INV_SQRT_PI = 5.6418958354775628695e-1
-# erfc(x) = exp(-x^2) r(x) with x^2 split as ysq^2 + (x - ysq)(x + ysq),
-# ysq = floor(16 x) / 16, so that exp(-ysq^2) is accurate (Cody)
-_ERFC_SPLIT = 16.0
 # erfc(x) underflows beyond this: erf(x) = 1 (which also holds at infinity)
 _ERFC_ZERO_FROM = 26.543
 _SQRT2 = float(np.sqrt(2.0))
@@ -114,6 +111,12 @@ class GraphBuilder:
             return self.node(op_type, [x, self.const([axis], "axes", np.int64)],
                              keepdims=keepdims)
         return self.node(op_type, [x], axes=[axis], keepdims=keepdims)
+
+    def unsqueeze_last(self, x):
+        """``x`` with a new last axis of size 1."""
+        if self.opset >= 13:
+            return self.node("Unsqueeze", [x, self.const([-1], "axes", np.int64)])
+        return self.node("Unsqueeze", [x], axes=[-1])
 
     def reshape(self, x, shape):
         return self.node("Reshape", [x, self.const(shape, "shape", np.int64)])
@@ -202,47 +205,70 @@ def activation(g, z, expert):
     return g.mul(z, cdf)
 
 
-def _polynomial(g, x, leading, coefficients, first):
-    """Cody's Horner loops: ``acc = first``; ``acc = (acc + c) * x`` for each ``c``."""
-    acc = first if leading is None else g.mul(g.const([leading], "erf_coef"), x)
-    for c in coefficients:
-        acc = g.mul(g.add(acc, g.const([c], "erf_coef")), x)
-    return acc
+def _cody_horner():
+    """Cody's six polynomials as the columns of one Horner table, highest degree first.
+
+    Columns: the numerators of the three ranges (in ``z = x^2``, ``y = |x|``
+    and ``w = 1/x^2``, the third with the factor ``w`` folded in), then the
+    denominators, padded with leading zeros to degree 8; evaluating a column
+    by Horner's rule repeats Cody's loops operation for operation.
+    """
+    a, b, c, d, p, q = _ERF_A, _ERF_B, _ERF_C, _ERF_D, _ERF_P, _ERF_Q
+    columns = [
+        [a[4], a[0], a[1], a[2], a[3]],
+        [c[8], *c[:8]],
+        [p[5], p[0], p[1], p[2], p[3], p[4], 0.0],
+        [1.0, b[0], b[1], b[2], b[3]],
+        [1.0, *d],
+        [1.0, q[0], q[1], q[2], q[3], q[4]],
+    ]
+    table = np.zeros((9, len(columns)))
+    for j, column in enumerate(columns):
+        table[9 - len(column):, j] = column
+    return table
 
 
 def erf_double(g, x):
-    """``erf(x)`` in float64 from elementwise ONNX operators (Cody, 1969).
+    """``erf(x)`` in float64 from standard ONNX operators (Cody, 1969).
 
-    Within a few units in the last place of the correctly rounded ``erf``
-    (measured against :func:`math.erf` by the tests): ONNX Runtime has no
-    double ``Erf`` kernel.  All three of Cody's ranges are computed for
+    Within a few units in the last place of :func:`math.erf` (the tests
+    measure it): ONNX Runtime has no double ``Erf`` kernel.  Cody's six
+    polynomials are evaluated together, by Horner's rule on a stack of their
+    variables (:func:`_cody_horner`); all three ranges are computed for
     every element and ``Where`` picks the one that applies.
     """
     def c(value):
         return g.const([value], "erf_const")
 
     y = g.node("Abs", [x])
-    ysq_full = g.mul(y, y)
+    z = g.mul(y, y)
+    # 1 / max(|x|, 4)^2: finite, and only used beyond 4
+    y_tail = g.node("Max", [y, c(_ERFC_MIDDLE_END)])
+    w = g.node("Reciprocal", [g.mul(y_tail, y_tail)])
+    variables = [g.unsqueeze_last(v) for v in (z, y, w)]
+    stack = g.node("Concat", variables + variables, axis=-1)
+    table = _cody_horner()
+    acc = g.mul(g.const(table[0], "erf_horner"), stack)
+    for row in table[1:-1]:
+        acc = g.mul(g.add(acc, g.const(row, "erf_horner")), stack)
+    acc = g.add(acc, g.const(table[-1], "erf_horner"))
+
+    def columns(start):
+        return g.node("Slice", [acc, g.const([start], "starts", np.int64),
+                                g.const([start + 3], "ends", np.int64),
+                                g.const([-1], "axes", np.int64)])
+
+    ratios = g.div(columns(0), columns(3))
+    ratio_small, ratio_middle, ratio_tail = (
+        g.node("Gather", [ratios, g.const(i, "index", np.int64)], axis=-1)
+        for i in range(3))
     # |x| <= 0.46875: erf(x) = x P(x^2) / Q(x^2)
-    num = _polynomial(g, ysq_full, _ERF_A[4], _ERF_A[:3], None)
-    den = _polynomial(g, ysq_full, None, _ERF_B[:3], ysq_full)
-    small = g.div(g.mul(x, g.add(num, c(_ERF_A[3]))), g.add(den, c(_ERF_B[3])))
-    # 0.46875 < |x| <= 4: erfc(|x|) = exp(-x^2) P(|x|) / Q(|x|)
-    num = _polynomial(g, y, _ERF_C[8], _ERF_C[:7], None)
-    den = _polynomial(g, y, None, _ERF_D[:7], y)
-    middle = g.div(g.add(num, c(_ERF_C[7])), g.add(den, c(_ERF_D[7])))
-    # |x| > 4: erfc(|x|) = exp(-x^2) / |x| (1/sqrt(pi) + P(1/x^2) / (x^2 Q(1/x^2)))
-    z = g.node("Reciprocal", [ysq_full])
-    num = _polynomial(g, z, _ERF_P[5], _ERF_P[:4], None)
-    den = _polynomial(g, z, None, _ERF_Q[:4], z)
-    tail = g.div(g.mul(z, g.add(num, c(_ERF_P[4]))), g.add(den, c(_ERF_Q[4])))
-    tail = g.div(g.node("Sub", [c(_INV_SQRT_PI), tail]), y)
-    ratio = g.where(g.node("Greater", [y, c(_ERFC_MIDDLE_END)]), tail, middle)
-    ysq = g.div(g.node("Floor", [g.mul(y, c(_ERFC_SPLIT))]), c(_ERFC_SPLIT))
-    rest = g.mul(g.node("Sub", [y, ysq]), g.add(y, ysq))
-    exp_a = g.node("Exp", [g.node("Neg", [g.mul(ysq, ysq)])])
-    exp_b = g.node("Exp", [g.node("Neg", [rest])])
-    erfc = g.mul(g.mul(exp_a, exp_b), ratio)
+    small = g.mul(x, ratio_small)
+    # beyond: erfc(|x|) = exp(-x^2) R(|x|), R = P(|x|) / Q(|x|) up to 4, then
+    # (1/sqrt(pi) - P(1/x^2) / (x^2 Q(1/x^2))) / |x|
+    tail = g.div(g.node("Sub", [c(_INV_SQRT_PI), ratio_tail]), y_tail)
+    ratio = g.where(g.node("Greater", [y, c(_ERFC_MIDDLE_END)]), tail, ratio_middle)
+    erfc = g.mul(g.node("Exp", [g.node("Neg", [z])]), ratio)
     erfc = g.where(g.node("Greater", [y, c(_ERFC_ZERO_FROM)]), c(0.0), erfc)
     large = g.add(g.node("Sub", [c(0.5), erfc]), c(0.5))
     large = g.where(g.node("Less", [x, c(0.0)]), g.node("Neg", [large]), large)
