@@ -25,7 +25,7 @@ Examples
 >>> rng = np.random.default_rng(0)
 >>> X = rng.normal(size=(80, 3))
 >>> y = np.sin(X[:, 0]) + X[:, 1]
->>> reg = CosineMoERegressor(n_experts=2, max_iter=20, random_state=0).fit(X, y)
+>>> reg = CosineMoERegressor(n_experts=2, random_state=0).fit(X, y)
 >>> model = to_onnx(reg, X[:1])
 >>> session = ort.InferenceSession(model.SerializeToString(),
 ...                                providers=["CPUExecutionProvider"])
