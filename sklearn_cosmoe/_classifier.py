@@ -191,8 +191,8 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
     def _fit(self, X, y, sample_weight):
         self._check_params()
         X, y = validate_data(self, X, y, dtype=np.float64, order="C")
-        check_classification_targets(y)
         check_label_types(y)
+        check_classification_targets(y)
         classes, y_index = np.unique(y, return_inverse=True)
         if classes.size < 2:
             raise ValueError(
