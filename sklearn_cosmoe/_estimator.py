@@ -151,6 +151,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
     router_, expert_, tau1_, tau2_, temperature_, top_k_
         The hyperparameters of the fit that shape its predictions: predict
         reads these, so ``set_params`` changes only the next fit.
+
     Notes
     -----
     The target is standardized for the fit (weighted mean and standard

@@ -47,7 +47,9 @@ def check_no_booleans(estimator, names):
 
 
 def check_numeric_target(y):
-    """Refuse strings, a sparse matrix and ``None`` as a regression target."""
+    """Refuse strings, a sparse matrix and ``None`` entries in a regression target."""
+    if y is None:
+        return  # validate_data says that y is required
     if sparse.issparse(y):
         raise ValueError(
             f"y is a sparse {type(y).__name__}; the regression target must be "
