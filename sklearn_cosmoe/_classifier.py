@@ -10,12 +10,14 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
-from ._base import MoEEstimatorMixin
+from ._base import MoEEstimatorMixin, blas_held
+from ._memory import check_classifier_memory
 from ._classifier_model import ClassifierParams, gates_and_log_proba
 from ._classifier_solver import fit_from_data, fit_likelihood
 from ._model import MoESpec
 from ._routers import ROUTERS
-from ._validation import (check_positive_total_weight, check_x_magnitude,
+from ._validation import (check_class_weight, check_label_types,
+                          check_positive_total_weight, check_x_magnitude,
                           normalize_sample_weight)
 
 
@@ -66,9 +68,10 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
     n_init : int, default=1
         Number of k-means starts; the fit with the lowest objective is kept.
     class_weight : dict, "balanced" or None, default=None
-        Weights of the classes, multiplied into ``sample_weight``;
-        ``"balanced"`` weights each class by ``n_samples / (n_classes *
-        count)``.
+        Weights of the classes, multiplied into ``sample_weight``: a dict
+        maps classes of ``y`` to finite weights >= 0 (classes it omits
+        weigh 1); ``"balanced"`` weights each class by ``n_samples /
+        (n_classes * count)``.
     random_state : int, RandomState instance or None, default=None
         Seeds the starts.  A given seed gives bit-identical fits whatever the
         number of threads.
@@ -99,6 +102,9 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
         Whether L-BFGS-B's convergence test passed for the kept fit; a fit
         that stopped otherwise warns with a
         :class:`~sklearn.exceptions.ConvergenceWarning`.
+    router_, tau1_, tau2_, temperature_, top_k_
+        The hyperparameters of the fit that shape its predictions: predict
+        reads these, so ``set_params`` changes only the next fit.
 
     Examples
     --------
@@ -149,9 +155,17 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
 
+    # the experts are softmax models: no expert hyperparameter
+    _FITTED_HYPERPARAMETERS = ("router", "tau1", "tau2", "temperature", "top_k")
+
     def _spec(self):
         return MoESpec(router=self.router, tau1=self.tau1, tau2=self.tau2,
                        temperature=self.temperature, top_k=self.top_k, alpha=self.alpha)
+
+    def _fitted_spec(self):
+        """The spec of the fitted model, from its fitted attributes only."""
+        return MoESpec(router=self.router_, tau1=self.tau1_, tau2=self.tau2_,
+                       temperature=self.temperature_, top_k=self.top_k_)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -177,6 +191,7 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
     def _fit(self, X, y, sample_weight):
         self._check_params()
         X, y = validate_data(self, X, y, dtype=np.float64, order="C")
+        check_label_types(y)
         check_classification_targets(y)
         classes, y_index = np.unique(y, return_inverse=True)
         if classes.size < 2:
@@ -185,6 +200,8 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
                 f"data; got 1 class: {classes[0]!r}."
             )
         check_x_magnitude(X)
+        check_class_weight(self.class_weight, classes)
+        check_classifier_memory(type(self).__name__, *X.shape, self.n_experts, classes.size)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                              ensure_non_negative=True)
         if self.class_weight is not None:
@@ -219,18 +236,18 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
                 "expert_intercept_": params.expert_intercept.copy(),
                 "loss_": best_loss, "n_iter_": best.n_iter,
                 "converged_": best.converged, "init_losses_": losses,
-                "_fitted_router": self.router}
+                **self._fitted_hyperparameters()}
 
     def _warm_start_params(self, classes, n_features):
         shape = (self.n_experts, classes.size, n_features)
         if (self.expert_coef_.shape != shape
                 or not np.array_equal(self.classes_, classes)
-                or self._fitted_router != self.router):
+                or self.router_ != self.router):
             raise ValueError(
                 "warm_start=True needs the same n_experts, classes, number of "
                 "features and router as the previous fit: it had (n_experts, "
                 f"n_classes, n_features) = {self.expert_coef_.shape} and "
-                f"router={self._fitted_router!r}, this fit has {shape} and "
+                f"router={self.router_!r}, this fit has {shape} and "
                 f"router={self.router!r}. Set warm_start=False to fit from scratch."
             )
         return self._params()
@@ -240,8 +257,10 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
                                 self.expert_coef_.copy(), self.expert_intercept_.copy())
 
     def _gates_and_log_proba(self, X):
-        return gates_and_log_proba(self._validate_X(X), self._params(), self._spec())
+        return gates_and_log_proba(self._validate_X(X), self._params(),
+                                   self._fitted_spec())
 
+    @blas_held
     def predict_log_proba(self, X):
         """Logarithm of the class probabilities, computed by log-sum-exp.
 
@@ -285,6 +304,7 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
         log_proba = self.predict_log_proba(X)  # checks that the estimator is fitted
         return self.classes_[np.argmax(log_proba, axis=1)]
 
+    @blas_held
     def predict_gates(self, X):
         """Gate weights ``g(x)``: rows sum to 1, zeros outside the top K.
 

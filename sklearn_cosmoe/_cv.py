@@ -10,13 +10,19 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._base import fit_or_keep, r2_on_standardized_scale
 from ._estimator import CosineMoERegressor
+from ._memory import check_regressor_memory
 from ._experts import EXPERTS
 from ._routers import ROUTERS
 from ._objective import ArrayObjective
 from ._solver import grow_path
-from ._validation import (check_numeric_target, check_x_magnitude, params_on_target_scale,
+from ._validation import (check_no_booleans, check_numeric_target, check_temperatures,
+                          check_x_magnitude, check_y_magnitude, params_on_target_scale,
                           standardize_target)
+
+# hyperparameters that must be numbers, never booleans
+_NUMERIC_PARAMETERS = ("max_experts", "tau1", "tau2", "alpha", "max_iter", "tol", "n_init")
 
 
 class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
@@ -213,10 +219,18 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
                          max_iter=self.max_iter, tol=self.tol)
         for k, result in enumerate(path, start=1):
             reg = clone(template).set_params(n_experts=k)
-            fitted = params_on_target_scale(result.params, y_mean, y_scale, self.expert)
+            with np.errstate(over="ignore"):
+                fitted = params_on_target_scale(result.params, y_mean, y_scale,
+                                                self.expert)
+            if not all(np.all(np.isfinite(value)) for value in fitted.values()):
+                raise ValueError(
+                    f"The fitted parameters of the path's mixture of {k} experts "
+                    "overflow on the scale of y (standard deviation "
+                    f"{np.max(y_scale):.3g}); scale y down first."
+                )
+            fitted.update(reg._fitted_hyperparameters())
             for name, value in fitted.items():
                 setattr(reg, name, value)
-            reg._fitted_structure = (reg.router, reg.expert)
             reg.n_features_in_ = X.shape[1]
             reg.loss_, reg.n_iter_, reg.converged_ = result.loss, result.n_iter, result.converged
             reg.init_losses_ = np.array([result.loss])
@@ -239,18 +253,23 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         -------
         self : CosineMoERegressorCV
         """
+        return fit_or_keep(self, self._fit, X, y, groups)
+
+    def _fit(self, X, y, groups):
+        """Everything ``fit`` computes, as a dict of attributes; sets none but
+        those of ``validate_data`` (which :func:`fit_or_keep` restores on failure)."""
+        check_no_booleans(self, _NUMERIC_PARAMETERS)
+        routers = self._routers()
+        temperatures = check_temperatures(self.temperatures)
         check_numeric_target(y)
         X, y = validate_data(self, X, y, y_numeric=True, multi_output=True,
                              dtype=np.float64, order="C")
         y = np.asarray(y, dtype=np.float64)
         check_x_magnitude(X)
-        routers = self._routers()
-        temperatures = np.asarray(self.temperatures, dtype=np.float64).ravel()
-        if temperatures.size == 0 or not np.all(temperatures > 0):
-            raise ValueError(
-                "temperatures must be a non-empty sequence of numbers > 0; got "
-                f"{self.temperatures!r}."
-            )
+        check_y_magnitude(y)
+        check_regressor_memory(type(self).__name__, *X.shape, self.max_experts,
+                               None if y.ndim == 1 else y.shape[1], self.expert,
+                               expert_parameter="max_experts")
         cv = check_cv(self.cv, y, classifier=False)
         splits = list(cv.split(X, y, groups))
         scorer = check_scoring(self._mixture(1, routers[0], 1.0, None),
@@ -284,23 +303,23 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
                             -mean))
         best = int(order[0])
         c_best, k_best = divmod(best, self.max_experts)
-        self.n_experts_ = k_best + 1
-        self.router_, self.temperature_ = candidates[c_best]
-        self.temperature_ = float(self.temperature_)
-        self.routers_ = routers
-        self.temperatures_ = temperatures
-        self.n_experts_path_ = np.arange(1, self.max_experts + 1)
-        self.score_path_ = scores.reshape(len(routers), len(temperatures),
-                                          self.max_experts, len(splits))
-        self.best_score_ = float(mean[best])
+        fitted = {"n_experts_": k_best + 1}
+        router, temperature = candidates[c_best]
+        fitted["router_"], fitted["temperature_"] = router, float(temperature)
+        fitted["routers_"] = routers
+        fitted["temperatures_"] = temperatures
+        fitted["n_experts_path_"] = path_sizes = np.arange(1, self.max_experts + 1)
+        fitted["score_path_"] = scores.reshape(len(routers), len(temperatures),
+                                               self.max_experts, len(splits))
+        fitted["best_score_"] = float(mean[best])
         ranks = np.empty(mean.size, dtype=np.int32)
         ranks[order] = np.arange(1, mean.size + 1)
-        self.cv_results_ = {
+        fitted["cv_results_"] = results = {
             "param_router": np.repeat(np.array(routers, dtype=object),
                                       len(temperatures) * self.max_experts),
             "param_temperature": np.tile(np.repeat(temperatures, self.max_experts),
                                          len(routers)),
-            "param_n_experts": np.tile(self.n_experts_path_, len(candidates)),
+            "param_n_experts": np.tile(path_sizes, len(candidates)),
             **{f"split{j}_test_score": flat[:, j] for j in range(len(splits))},
             "mean_test_score": mean,
             "std_test_score": std,
@@ -309,17 +328,16 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
                for j in range(len(splits))},
         }
         if self.verbose:
-            for r, T, k, m, s in zip(self.cv_results_["param_router"],
-                                     self.cv_results_["param_temperature"],
-                                     self.cv_results_["param_n_experts"], mean, std):
+            for r, T, k, m, s in zip(results["param_router"],
+                                     results["param_temperature"],
+                                     results["param_n_experts"], mean, std):
                 print(f"[CosineMoECV] {r}, T={T:g}, {k} experts: "
                       f"test score {m:.5f} +- {s:.5f}")
 
-        self.estimator_ = self._mixture(self.n_experts_, self.router_,
-                                        self.temperature_, int(final_seed))
-        self.estimator_.fit(X, y)
-        self.n_iter_ = self.estimator_.n_iter_
-        return self
+        estimator = self._mixture(k_best + 1, router, float(temperature), int(final_seed))
+        fitted["estimator_"] = estimator.fit(X, y)
+        fitted["n_iter_"] = estimator.n_iter_
+        return fitted
 
     def predict(self, X):
         """Predict with the final fit ``estimator_``.
@@ -332,6 +350,38 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples,) or (n_samples, n_outputs)
         """
-        check_is_fitted(self)
+        check_is_fitted(self, "estimator_")
         X = validate_data(self, X, reset=False, dtype=np.float64, order="C")
         return self.estimator_.predict(X)
+
+    def score(self, X, y, sample_weight=None):
+        """R² of the predictions, computed so that it cannot overflow for any finite ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        float
+        """
+        return r2_on_standardized_scale(y, self.predict(X), sample_weight)
+
+    def _check_fitted_model(self):
+        """Raise a ``ValueError`` unless the fitted attributes make a model (a loaded file)."""
+        check_is_fitted(self, "estimator_")
+        if not isinstance(self.estimator_, CosineMoERegressor):
+            raise ValueError(
+                "The loaded CosineMoERegressorCV is not a valid fitted model: its "
+                f"estimator_ is a {type(self.estimator_).__name__}, not a "
+                "CosineMoERegressor. The file may have been altered; do not use it."
+            )
+        self.estimator_._check_fitted_model()
+        if self.estimator_.n_features_in_ != getattr(self, "n_features_in_", None):
+            raise ValueError(
+                "The loaded CosineMoERegressorCV is not a valid fitted model: "
+                "its n_features_in_ differs from its estimator_'s. The file may have "
+                "been altered; do not use it."
+            )

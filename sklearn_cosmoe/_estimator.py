@@ -15,15 +15,17 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._base import MoEEstimatorMixin, any_dask, lazy_on_dask
+from ._base import MoEEstimatorMixin, any_dask, blas_held, lazy_on_dask
 from ._experts import EXPERTS
+from ._memory import check_regressor_memory
 from ._model import MoEParams, MoESpec, gates_and_experts, n_free_parameters, predict
 from ._routers import ROUTERS
 from ._objective import ArrayObjective
 from ._solver import DEFAULT_SOLVER, fit_from_data, fit_least_squares
 from ._solvers import SOLVERS
 from ._validation import (check_numeric_target, check_positive_total_weight,
-                          check_warm_start, check_x_magnitude, normalize_sample_weight,
+                          check_warm_start, check_x_magnitude, check_y_magnitude,
+                          normalize_sample_weight,
                           params_on_standardized_scale, params_on_target_scale,
                           standardize_target)
 
@@ -158,6 +160,9 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         With ``solver="gauss-newton"``, the decrease the Gauss-Newton model
         still predicts where the kept fit stopped, relative to the objective
         (what the convergence test reads); NaN with ``"lbfgs"``.
+    router_, expert_, tau1_, tau2_, temperature_, top_k_
+        The hyperparameters of the fit that shape its predictions: predict
+        reads these, so ``set_params`` changes only the next fit.
 
     Notes
     -----
@@ -254,9 +259,12 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
                        top_k=self.top_k, alpha=self.alpha, n_outputs=n_outputs)
 
     def _fitted_spec(self):
-        """The spec of the fitted parameters (their number of outputs included)."""
+        """The spec of the fitted model, from its fitted attributes only (its number
+        of outputs included): ``set_params`` without a fit changes no prediction."""
         coef = self.expert_coef_
-        return self._spec(None if coef.ndim == 2 else coef.shape[1])
+        return MoESpec(router=self.router_, expert=self.expert_, tau1=self.tau1_,
+                       tau2=self.tau2_, temperature=self.temperature_, top_k=self.top_k_,
+                       n_outputs=None if coef.ndim == 2 else coef.shape[1])
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -271,10 +279,10 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
             Entries of absolute value at most 1e100 (the largest at least
             1e-100 unless ``X`` is zero).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Finite numbers.  The target is standardized for the fit (each
-            output on its own), so its scale does not matter as long as the
-            fitted parameters on its scale do not overflow (an error says
-            so).  A 2-d ``y`` fits shared gates and experts with one output
+            Finite numbers of absolute value at most 1e306.  The target is
+            standardized for the fit (each output on its own), so its scale
+            does not matter as long as the fitted parameters on its scale do
+            not overflow (an error says so).  A 2-d ``y`` fits shared gates and experts with one output
             per column (:ref:`multi-output`).
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative finite weights, not all zero; integer weights give
@@ -294,12 +302,19 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
             from ._dask import first_chunk, fit_inputs
 
             data, y_mean, y_scale = fit_inputs(self, X, y, sample_weight)
+            # the rows stay on the workers, in chunks: what the client holds counts
+            check_regressor_memory(type(self).__name__, 0, data.n_features,
+                                   self.n_experts, None if np.ndim(y_mean) == 0
+                                   else len(y_mean), self.expert)
             return self._fit_data(data, y_mean, y_scale, *first_chunk(data))
         check_numeric_target(y)
         X, y = validate_data(self, X, y, y_numeric=True, multi_output=True,
                              dtype=np.float64, order="C")
         y = np.asarray(y, dtype=np.float64)
         check_x_magnitude(X)
+        check_y_magnitude(y)
+        check_regressor_memory(type(self).__name__, *X.shape, self.n_experts,
+                               None if y.ndim == 1 else y.shape[1], self.expert)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                              ensure_non_negative=True)
         check_positive_total_weight(sample_weight)
@@ -351,7 +366,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         fitted.update(loss_=loss, n_iter_=best.n_iter, converged_=best.converged,
                       stationarity_=best.stationarity,
                       init_losses_=losses,
-                      _fitted_structure=(self.router, self.expert))
+                      **self._fitted_hyperparameters())
         return fitted
 
     def _warm_start_params(self, n_features, spec, y_mean, y_scale):
@@ -450,6 +465,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         spec = self._fitted_spec()
         return n_free_parameters(self.gate_coef_.shape, spec) + (spec.n_outputs or 1)
 
+    @blas_held
     def bic(self, X, y):
         r"""Bayesian information criterion of the fit on ``(X, y)``: lower is better.
 
@@ -472,6 +488,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         n = _num_samples(X)
         return -2.0 * self._log_likelihood(X, y) + self._n_criterion_parameters() * np.log(n)
 
+    @blas_held
     def aic(self, X, y):
         r"""Akaike information criterion of the fit on ``(X, y)``: lower is better.
 

@@ -8,6 +8,7 @@ standardized target are mapped back to the target's scale here too
 """
 
 import numpy as np
+from scipy import sparse
 from sklearn.utils._param_validation import InvalidParameterError
 
 # The fit squares the entries of X (row norms, the Gram matrix of the least
@@ -16,6 +17,11 @@ from sklearn.utils._param_validation import InvalidParameterError
 # from underflow.
 X_MAX = 1e100
 X_MIN = 1e-100
+# The regressor's predictions on the scale of y are its mean plus its
+# standard deviation times the standardized prediction, which may exceed
+# the standardized target by some factor: |y| up to 1e306 leaves a factor
+# 100 before the largest float (1.8e308).
+Y_MAX = 1e306
 
 # thresholds of the warning about features that cosine routing cannot use
 _DIRECTION_CONCENTRATION = 0.99
@@ -37,7 +43,8 @@ def check_no_booleans(estimator, names):
     for name in names:
         value = getattr(estimator, name)
         if isinstance(value, (bool, np.bool_)):
-            kind = "an int" if name in ("n_experts", "top_k", "max_iter", "n_init") else "a float"
+            kind = "an int" if name in ("n_experts", "max_experts", "top_k", "max_iter",
+                                                "n_init") else "a float"
             raise InvalidParameterError(
                 f"The {name!r} parameter of {type(estimator).__name__} must be {kind}, "
                 f"not a bool; got {value!r}."
@@ -45,7 +52,14 @@ def check_no_booleans(estimator, names):
 
 
 def check_numeric_target(y):
-    """Refuse strings as a regression target, even strings of numbers."""
+    """Refuse strings, a sparse matrix and ``None`` entries in a regression target."""
+    if y is None:
+        return  # validate_data says that y is required
+    if sparse.issparse(y):
+        raise ValueError(
+            f"y is a sparse {type(y).__name__}; the regression target must be "
+            "dense: pass y.toarray() (or y.toarray().ravel() for one output)."
+        )
     try:
         values = np.asarray(y)
     except (TypeError, ValueError):
@@ -53,6 +67,11 @@ def check_numeric_target(y):
     if values.dtype.kind in "US":
         found = str(values.ravel()[0]) if values.size else ""
     elif values.dtype.kind == "O":
+        if any(v is None for v in values.ravel()):
+            raise ValueError(
+                "y contains None (a missing value): the regression target must be "
+                "finite numbers. Drop or impute those rows first."
+            )
         found = next((v for v in values.ravel() if isinstance(v, (str, bytes))), None)
         if found is None:
             return
@@ -65,21 +84,88 @@ def check_numeric_target(y):
     )
 
 
-def check_x_magnitude(X):
+def check_x_magnitude(X, lower=True):
     """Refuse ``X`` whose largest entry makes the fit overflow or underflow.
 
-    ``X`` is finite float64 (checked before).
+    ``X`` is finite float64 (checked before).  ``lower=False`` (predictions)
+    checks only the upper bound: tiny rows do not make a prediction NaN.
     """
     if X.size == 0:
         return
     largest = max(abs(float(X.max())), abs(float(X.min())))
-    if largest > X_MAX or 0 < largest < X_MIN:
+    if largest > X_MAX or (lower and 0 < largest < X_MIN):
         which = "overflow" if largest > X_MAX else "underflow"
         raise ValueError(
             f"X's largest absolute value is {largest:.3g}, outside "
             f"[{X_MIN:g}, {X_MAX:g}]: the fit's squared norms and sums of squares "
             f"would {which}. Scale X first, e.g. with sklearn.preprocessing.StandardScaler."
         )
+
+
+def check_y_magnitude(y):
+    """Refuse a finite float64 ``y`` whose predictions on its scale could overflow."""
+    largest = float(np.max(np.abs(y))) if y.size else 0.0
+    if largest > Y_MAX:
+        raise ValueError(
+            f"y's largest absolute value is {largest:.3g}, above {Y_MAX:g}: the fitted "
+            "parameters and predictions would overflow on the scale of y. Scale y "
+            "down first (divide it by a power of ten and multiply the predictions back)."
+        )
+
+
+def check_class_weight(class_weight, classes):
+    """Refuse a ``class_weight`` dict with a class not in ``classes`` or a weight that
+    is negative or not finite (a negative weight makes the objective unbounded below)."""
+    if not isinstance(class_weight, dict):
+        return
+    known = set(classes.tolist())
+    unknown = [c for c in class_weight if c not in known]
+    if unknown:
+        raise ValueError(
+            f"class_weight names classes that are not in y: {unknown!r}; the classes "
+            f"of y are {classes.tolist()!r}."
+        )
+    for label, weight in class_weight.items():
+        ok = isinstance(weight, (int, float, np.integer, np.floating)) and not isinstance(
+            weight, (bool, np.bool_))
+        if not ok or not np.isfinite(weight) or weight < 0:
+            raise ValueError(
+                f"class_weight must map classes to finite weights >= 0; got "
+                f"{weight!r} for class {label!r}. A negative weight makes the "
+                "likelihood unbounded below."
+            )
+
+
+def check_label_types(y):
+    """Refuse class labels that mix strings and numbers (they cannot be sorted)."""
+    if y.dtype.kind != "O":
+        return
+    kinds = {isinstance(v, (str, bytes)) for v in y.ravel()}
+    if len(kinds) > 1:
+        raise ValueError(
+            "y mixes strings and numbers as class labels (e.g. 1 and '1'), which "
+            "cannot be ordered into classes_; convert them to one type first, "
+            "e.g. y.astype(str)."
+        )
+
+
+def check_temperatures(temperatures):
+    """``temperatures`` of :class:`CosineMoERegressorCV` as a checked 1-d float64 array."""
+    message = ("temperatures must be a non-empty 1-d sequence of finite numbers > 0; "
+               f"got {temperatures!r}")
+    if isinstance(temperatures, (str, bytes)):
+        raise ValueError(message + ".")
+    values = np.asarray(temperatures, dtype=object)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(message + f" (of shape {values.shape}).")
+    for value in values:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(
+                value, (int, float, np.integer, np.floating)):
+            raise ValueError(message + f" ({value!r} is not a number).")
+    values = values.astype(np.float64)
+    if not np.all(np.isfinite(values) & (values > 0)):
+        raise ValueError(message + ".")
+    return values
 
 
 def check_positive_total_weight(sample_weight):
@@ -113,8 +199,8 @@ def check_warm_start(estimator, shape, previous_outputs, n_outputs, attributes):
             "to fit from scratch."
         )
     router, expert = estimator.router, estimator.expert
-    previous = getattr(estimator, "_fitted_structure", None)
-    if previous is not None and previous != (router, expert):
+    previous = (estimator.router_, estimator.expert_)
+    if previous != (router, expert):
         raise ValueError(
             f"warm_start=True needs the same router and expert as the previous "
             f"fit: it had router={previous[0]!r}, expert={previous[1]!r}, this "

@@ -4,7 +4,10 @@
 must come from someone you trust.  :mod:`skops.io` loads only types it knows
 to be safe, plus those you name: :data:`TRUSTED_TYPES` names this package's
 estimators and nothing else, so :func:`load` refuses a file that holds any
-other unknown type.  Both need the optional dependency ``skops``
+other unknown type.  A file made only of trusted types may still have been
+altered to hold values that make no model (a temperature of 0, arrays of
+shapes that disagree): :func:`load` checks every estimator of this package
+that the file holds and refuses such a file.  Both need the optional dependency ``skops``
 (``pip install sklearn-cosmoe[skops]``).  See :ref:`persistence`.
 """
 
@@ -14,7 +17,11 @@ __all__ = ["TRUSTED_TYPES", "dump", "load"]
 #: :mod:`skops.io` trusts by default (NumPy arrays, scikit-learn estimators,
 #: Python builtins).
 TRUSTED_TYPES = ["sklearn_cosmoe._estimator.CosineMoERegressor",
-                 "sklearn_cosmoe._classifier.CosineMoEClassifier"]
+                 "sklearn_cosmoe._classifier.CosineMoEClassifier",
+                 "sklearn_cosmoe._cv.CosineMoERegressorCV"]
+
+# how deep :func:`_check_models` looks into containers (pipelines, dicts)
+_MAX_DEPTH = 20
 
 
 def _skops_io():
@@ -62,5 +69,38 @@ def load(file):
         When the file holds any other type (a file made or altered by someone
         else to run code when it is loaded, for instance).  Inspect such a
         file with :func:`skops.io.get_untrusted_types` before trusting it.
+    ValueError
+        When a fitted estimator of this package in the file is not a valid
+        model: parameter arrays whose shapes disagree or that are not finite,
+        an unknown router or expert, a temperature <= 0, a negative ``tau1``
+        or ``tau2``, a ``top_k`` of at least the number of experts.
     """
-    return _skops_io().load(file, trusted=TRUSTED_TYPES)
+    model = _skops_io().load(file, trusted=TRUSTED_TYPES)
+    _check_models(model)
+    return model
+
+
+def _check_models(obj, depth=0, seen=None):
+    """Check every fitted estimator of this package that ``obj`` holds."""
+    from sklearn.base import BaseEstimator
+
+    seen = set() if seen is None else seen
+    if depth > _MAX_DEPTH or id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, dict):
+        children = list(obj.values())
+    elif isinstance(obj, (list, tuple)):
+        children = list(obj)
+    elif isinstance(obj, BaseEstimator):
+        check = getattr(obj, "_check_fitted_model", None)
+        if check is not None and type(obj).__module__.startswith("sklearn_cosmoe."):
+            # an unfitted estimator (no fitted attribute) is a valid one
+            if any(name.endswith("_") and not name.startswith("__") for name in vars(obj)):
+                check()
+            return
+        children = list(vars(obj).values())
+    else:
+        return
+    for child in children:
+        _check_models(child, depth + 1, seen)

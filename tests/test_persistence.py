@@ -116,6 +116,13 @@ def test_model_saved_by_version_0_1_0_loads_and_predicts_the_same():
     assert (reg.expert, reg.top_k, reg.tau2) == ("tanh", 1, 0.5)
     assert_allclose(reg.predict(record["X"]), record["predict"], rtol=1e-12, atol=1e-12)
     assert_allclose(reg.predict_gates(record["X"]), record["predict_gates"], atol=1e-12)
+    # saved before the fitted hyperparameters were attributes: they come from
+    # the stored ones, and set_params no longer changes the predictions
+    assert (reg.router_, reg.expert_, reg.top_k_, reg.tau2_) == (
+        "perturbed_cosine", "tanh", 1, 0.5)
+    before = reg.predict(record["X"])
+    reg.set_params(router="bogus", tau2=float("nan"), temperature=0, top_k=None)
+    assert_array_equal(reg.predict(record["X"]), before)
 
 
 if __name__ == "__main__":
