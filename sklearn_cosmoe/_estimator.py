@@ -97,20 +97,13 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         on the scale of the standardized target.  Keeps over-specified fits
         from drifting to huge, saturated weights.
     solver : {"auto", "lbfgs", "gauss-newton"}, default="auto"
-        The minimiser (:ref:`solver`).  ``"lbfgs"``: L-BFGS-B, ended by its
-        relative tests.  ``"gauss-newton"``: Levenberg-Marquardt steps with
-        the Gauss-Newton matrix (one pass over the rows per iteration, a
-        matrix of ``(2 n_experts (n_features + 1))**2`` entries), ended only
-        at a certified stationary point.  ``"auto"`` is ``"lbfgs"``.
+        L-BFGS-B, or Levenberg-Marquardt ended only at a certified stationary
+        point (:ref:`solver`); ``"auto"`` is ``"lbfgs"``.
     max_iter : int, default=1000
         Maximum number of iterations per run (per start; with top-K gates,
         of the dense and of the sparse run).
     tol : float, default=1e-6
-        With ``"lbfgs"``, a fit stops when an iteration lowers the objective
-        by at most ``tol`` times its value, or when the projected gradient is
-        at most ``tol`` times the objective.  With ``"gauss-newton"``, a fit
-        has converged when the Gauss-Newton model predicts no decrease above
-        ``tol`` times the objective (:ref:`solver`).
+        The relative tolerance of the solver's convergence test (:ref:`solver`).
     n_init : int, default=1
         Number of repetitions of the default fit, itself the best of three
         k-means starts (:ref:`solver`); the fit with the lowest training

@@ -39,7 +39,7 @@ def assert_same_state(reg, before):
     after = vars(reg)
     assert sorted(after) == sorted(before)
     for name, value in before.items():
-        if isinstance(value, np.ndarray):
+        if isinstance(value, (np.ndarray, float)):  # NaN equals NaN here
             assert_array_equal(after[name], value, err_msg=name)
         else:
             assert after[name] == value, name
