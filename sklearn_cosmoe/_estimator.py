@@ -103,7 +103,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         Maximum number of iterations per run (per start; with top-K gates,
         of the dense and of the sparse run).
     tol : float, default=1e-6
-        The relative tolerance of the solver's convergence test (:ref:`solver`).
+        Relative tolerance of the solver's convergence test (:ref:`solver`).
     n_init : int, default=1
         Number of repetitions of the default fit, itself the best of three
         k-means starts (:ref:`solver`); the fit with the lowest training
@@ -112,11 +112,10 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         Seeds the starts.  A given seed gives bit-identical fits whatever the
         number of threads.
     warm_start : bool, default=False
-        Start from the previous fit's parameters (a single start).  The
-        previous fit must have the same ``n_experts``, number of features,
-        ``router`` and ``expert``; the other hyperparameters may change.
+        Start from the previous fit's parameters (a single start); it must
+        have the same ``n_experts``, features, ``router`` and ``expert``.
     verbose : int, default=0
-        Print the objective after each round of L-BFGS.
+        Print the objective after each run of the solver.
 
     Attributes
     ----------
