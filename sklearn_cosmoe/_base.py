@@ -139,6 +139,8 @@ class MoEEstimatorMixin:
         # a model saved before the fitted hyperparameters were attributes
         super().__setstate__(state)
         add_missing_fitted_hyperparameters(self, self._FITTED_HYPERPARAMETERS)
+        if "solver" in self._get_param_names():  # saved before the solver was a choice
+            vars(self).setdefault("solver", "auto")
 
     def _check_fitted_model(self):
         """Raise a ``ValueError`` unless the fitted attributes make a model (a loaded file)."""

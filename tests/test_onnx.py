@@ -159,6 +159,9 @@ def test_top_k_ties_go_to_the_lower_index():
     vars(tied).update(n_features_in_=reg.n_features_in_,
                       output_scale_=reg.output_scale_,
                       output_intercept_=reg.output_intercept_)
+    vars(tied).update({name: value for name, value in vars(reg).items()
+                       if name in ("router_", "expert_", "tau1_", "tau2_", "temperature_",
+                                   "top_k_")})
     tied.gate_coef_[1] = tied.gate_coef_[0]
     tied.gate_intercept_[1] = tied.gate_intercept_[0]
     tied.gate_coef_[2] = 0.0  # a zero gate vector: a cosine term of 0
