@@ -149,12 +149,15 @@ class DaskObjective:
                                                        tau1)
         return penalised(loss, grad, params, spec)
 
-    def gauss_newton(self, theta, shape, spec):
-        """``(loss, gradient, hessian)`` at ``theta``, the Hessian Gauss-Newton's."""
+    def gauss_newton(self, theta, shape, spec, atoms=False, exact=False):
+        """``(loss, gradient, hessian)`` at ``theta``, the Hessian Gauss-Newton's
+        (with ``atoms``, in the router's atoms rather than ``beta_1``; with
+        ``exact``, and the residual curvature)."""
         params = params_of_vector(theta, shape, spec)
-        parts = self._per_chunk(gauss_newton_sums, params, spec)
-        sums = tuple(_sum_in_order([part[i] for part in parts]) for i in range(4))
-        return finish_gauss_newton(sums, params, spec)
+        parts = self._per_chunk(gauss_newton_sums, params, spec, exact)
+        sums = tuple(None if parts[0][i] is None else _sum_in_order([part[i] for part in parts])
+                     for i in range(5))
+        return finish_gauss_newton(sums, params, spec, atoms)
 
     def expert_normal_equations(self, params, spec):
         """``(gram, rhs)`` of linear experts under the gates of ``params``, un-normalised."""

@@ -48,16 +48,21 @@ def _score_scale(x_norms, spec):
     return np.divide(inv_temp, p, out=np.zeros_like(p), where=p != 0)
 
 
-def _derivative(X, params, spec, outputs):
-    """``h'(a_i . x + b_i)`` of the rows, ``(n, k)``; ``outputs`` are the ``h`` values."""
+def _derivatives(X, params, spec, outputs):
+    """``h'`` and ``h''`` at ``a_i . x + b_i`` of the rows, each ``(n, k)``;
+    ``outputs`` are the ``h`` values."""
+    h = outputs
     if spec.expert == "linear":
-        return np.ones_like(outputs)
+        return np.ones_like(h), np.zeros_like(h)
     if spec.expert == "tanh":
-        return 1.0 - outputs * outputs
+        first = 1.0 - h * h
+        return first, -2.0 * h * first
     if spec.expert == "sigmoid":
-        return outputs * (1.0 - outputs)
+        first = h * (1.0 - h)
+        return first, first * (1.0 - 2.0 * h)
     z = X @ params.expert_coef.T + params.expert_intercept
-    return ndtr(z) + z * _INV_SQRT_2PI * np.exp(-0.5 * z * z)
+    density = _INV_SQRT_2PI * np.exp(-0.5 * z * z)
+    return ndtr(z) + z * density, (2.0 - z * z) * density
 
 
 def jacobian(X, params, spec, x_norms=None):
@@ -69,6 +74,12 @@ def jacobian(X, params, spec, x_norms=None):
     c]`` (``u`` the router's coefficients with their norms held fixed:
     module docstring) and ``f`` of shape ``(n,)``.
     """
+    J, f, _ = _jacobian_rows(X, params, spec, x_norms)
+    return J, f
+
+
+def _jacobian_rows(X, params, spec, x_norms):
+    """:func:`jacobian`, and the gates, expert outputs and score scales it used."""
     X, x_norms = _prepare(X, x_norms)
     n, d = X.shape
     k = params.shape[0]
@@ -77,7 +88,8 @@ def jacobian(X, params, spec, x_norms=None):
     scale = float(params.output_scale)
     J = np.empty((n, 2 * k * d + 2 * k + 2))
     router = scale * gates * (outputs - mix[:, None])
-    expert = scale * gates * _derivative(X, params, spec, outputs)
+    first, second = _derivatives(X, params, spec, outputs)
+    expert = scale * gates * first
     kd = k * d
     rho = _score_scale(x_norms, spec)
     J[:, :kd].reshape(n, k, d)[:] = (router * rho[:, None])[:, :, None] * X[:, None, :]
@@ -86,17 +98,80 @@ def jacobian(X, params, spec, x_norms=None):
     J[:, 2 * kd + k:2 * kd + 2 * k] = expert
     J[:, -2] = mix
     J[:, -1] = 1.0
-    return J, float(params.output_intercept) + scale * mix
+    return (J, float(params.output_intercept) + scale * mix,
+            (gates, outputs, mix, rho, scale, first, second))
 
 
-def gauss_newton_sums(X, x_norms, y, sample_weight, params, spec):
+def residual_curvature(X, weighted_residuals, rows):
+    """``-sum_n w_n r_n d^2 f_n``: the Hessian less the Gauss-Newton matrix.
+
+    The scores ``s_i = u_i . psi + beta_0i`` (``psi = x / (T p(x))``) and the
+    pre-activations ``z_i = a_i . x + b_i`` are linear in the parameters, so
+    the second derivatives of ``f = c + S sum_i g_i h(z_i)`` are those in
+    ``s``, ``z`` and ``S`` times the features (``m = sum_j g_j h_j``):
+
+    * ``d^2 f / ds_i ds_j = S [delta_ij g_i (h_i - m) - g_i g_j (h_i + h_j - 2 m)]``,
+    * ``d^2 f / ds_i dz_j = S g_i (delta_ij - g_j) h'_j``,
+    * ``d^2 f / dz_i dz_j = delta_ij S g_i h''_i``,
+    * ``d^2 f / dS ds_i = g_i (h_i - m)``, ``d^2 f / dS dz_i = g_i h'_i``, and
+      none in ``c`` or twice in ``S``.
+
+    ``rows`` are what :func:`_jacobian_rows` used.  Returns a ``(P, P)``
+    array in :func:`jacobian`'s layout.
+    """
+    gates, outputs, mix, rho, scale, first, second = rows
+    n, d = X.shape
+    k = gates.shape[1]
+    p = d + 1
+    eye = np.eye(k)
+    spread = outputs - mix[:, None]
+    minus_wr = -weighted_residuals
+    psi = np.concatenate([X * rho[:, None], np.ones((n, 1))], axis=1)
+    phi = np.concatenate([X, np.ones((n, 1))], axis=1)
+
+    def block(coef, left, right):
+        """``sum_n coef[n, i, j] left[n] right[n]^T`` as a ``(k p, k p)`` matrix."""
+        outer = np.einsum("na,nb->nab", left, right).reshape(n, p * p)
+        summed = (coef.reshape(n, k * k).T @ outer).reshape(k, k, p, p)
+        return summed.transpose(0, 2, 1, 3).reshape(k * p, k * p)
+
+    pair = gates[:, :, None] * gates[:, None, :]
+    scores = scale * (eye * (gates * spread)[:, :, None]
+                      - pair * (spread[:, :, None] + spread[:, None, :]))
+    mixed = scale * gates[:, :, None] * (eye - gates[:, None, :]) * first[:, None, :]
+    experts = scale * eye * (gates * second)[:, :, None]
+    kd = k * d
+    # where (expert i, feature a; the last feature is the intercept) sits in the layout
+    router_at = np.concatenate([np.arange(kd).reshape(k, d), kd + np.arange(k)[:, None]],
+                               axis=1).ravel()
+    expert_at = router_at + kd + k
+    size = 2 * kd + 2 * k + 2
+    curvature = np.zeros((size, size))
+    curvature[np.ix_(router_at, router_at)] = block(minus_wr[:, None, None] * scores, psi, psi)
+    cross = block(minus_wr[:, None, None] * mixed, psi, phi)
+    curvature[np.ix_(router_at, expert_at)] = cross
+    curvature[np.ix_(expert_at, router_at)] = cross.T
+    curvature[np.ix_(expert_at, expert_at)] = block(minus_wr[:, None, None] * experts,
+                                                    phi, phi)
+    along_scale = np.concatenate([
+        ((minus_wr[:, None] * gates * spread)[:, :, None] * psi[:, None, :]).sum(axis=0),
+        ((minus_wr[:, None] * gates * first)[:, :, None] * phi[:, None, :]).sum(axis=0)])
+    places = np.concatenate([router_at, expert_at])
+    curvature[size - 2, places] = along_scale.ravel()
+    curvature[places, size - 2] = along_scale.ravel()
+    return curvature
+
+
+def gauss_newton_sums(X, x_norms, y, sample_weight, params, spec, exact=False):
     """Un-normalised Gauss-Newton sums of each output, added in a fixed order.
 
-    Returns ``(hessian, gradient, loss, weight)``: arrays of shape ``(m, P,
-    P)``, ``(m, P)`` and ``(m,)`` with ``P = 2 k d + 2 k + 2`` and ``m`` the
-    number of outputs (1 for a single output), in the coordinates and layout
-    of :func:`jacobian`, and the sum of the weights.  ``y`` has shape
-    ``(n,)``, or ``(n, m)`` for parameters of ``m`` outputs.
+    Returns ``(hessian, gradient, loss, weight, curvature)``: arrays of shape
+    ``(m, P, P)``, ``(m, P)`` and ``(m,)`` with ``P = 2 k d + 2 k + 2`` and
+    ``m`` the number of outputs (1 for a single output), in the coordinates
+    and layout of :func:`jacobian`, the sum of the weights, and, with
+    ``exact``, the :func:`residual_curvature` sums of
+    shape ``(m, P, P)`` (else None).  ``y`` has shape ``(n,)``, or ``(n, m)``
+    for parameters of ``m`` outputs.
     """
     X, x_norms = _prepare(X, x_norms)
     n = X.shape[0]
@@ -106,12 +181,13 @@ def gauss_newton_sums(X, x_norms, y, sample_weight, params, spec):
     hessian = np.zeros((len(per_output), size, size))
     gradient = np.zeros((len(per_output), size))
     loss = np.zeros(len(per_output))
+    curvature = np.zeros((len(per_output), size, size)) if exact else None
     root_weight = np.sqrt(sample_weight)
     for j, p in enumerate(per_output):
         upper = np.zeros((size, size), order="F")
         for start in range(0, n, GN_BLOCK):
             rows = slice(start, min(start + GN_BLOCK, n))
-            J, f = jacobian(X[rows], p, spec, x_norms[rows])
+            J, f, parts = _jacobian_rows(X[rows], p, spec, x_norms[rows])
             r = targets[rows, j] - f
             wr = sample_weight[rows] * r
             gradient[j] -= wr @ J
@@ -120,8 +196,10 @@ def gauss_newton_sums(X, x_norms, y, sample_weight, params, spec):
             # upper += weighted.T @ weighted; weighted.T is Fortran-ordered: no copy
             upper = blas.dsyrk(1.0, weighted.T, beta=1.0, c=upper, trans=0, lower=0,
                                overwrite_c=1)
+            if exact:
+                curvature[j] += residual_curvature(X[rows], wr, parts)
         hessian[j] = np.triu(upper) + np.triu(upper, 1).T
-    return hessian, gradient, loss, float(np.sum(sample_weight))
+    return hessian, gradient, loss, float(np.sum(sample_weight)), curvature
 
 
 def _output_columns(shape, spec, j):
@@ -156,52 +234,75 @@ def _router_chain(params, spec):
     return chain
 
 
-def finish_gauss_newton(sums, params, spec):
+def finish_gauss_newton(sums, params, spec, atoms=False):
     """``(loss, gradient, hessian)`` of the objective from :func:`gauss_newton_sums`.
 
     The outputs' sums are placed in the layout of
     :meth:`~sklearn_cosmoe._model.MoEParams.to_vector` (the router's shared),
-    divided by the total weight, taken through the router's chain rule, and
-    the ridge terms of :func:`~sklearn_cosmoe._model.penalised` are added;
-    the output scale and intercept are dropped when ``spec`` does not learn
-    them.  The loss and gradient are those of
-    :func:`~sklearn_cosmoe._model.objective` up to rounding, the Hessian is
-    the Gauss-Newton matrix.
+    divided by the total weight, taken through the router's chain rule to
+    ``beta_1`` (unless ``atoms``: then the router's block stays in the atoms
+    ``u``, the coordinates of :func:`jacobian`), and the ridge terms of
+    :func:`~sklearn_cosmoe._model.penalised` are added; the output scale and
+    intercept are dropped when ``spec`` does not learn them.  The loss and
+    gradient are those of :func:`~sklearn_cosmoe._model.objective` up to
+    rounding, the Hessian is the Gauss-Newton matrix.  Sums with the
+    residual curvature (``exact``) give a fourth array, the curvature: the
+    exact Hessian is ``hessian + curvature`` (in the atoms, or under the
+    linear router, whose chain rule is the identity).
     """
-    hessian_parts, gradient_parts, loss_parts, weight = sums
+    hessian_parts, gradient_parts, loss_parts, weight, curvature_parts = sums
     if not weight > 0:
         raise ValueError(f"sample_weight must have a positive sum; got {weight}.")
+    exact = curvature_parts is not None
+    if exact and not (atoms or spec.router == "linear"):
+        raise ValueError("the exact Hessian is in the atoms or under the linear router")
     shape = params.shape
     k, d = shape
     kd = k * d
     m = 1 if spec.n_outputs is None else spec.n_outputs
     size = kd + k + m * (kd + k) + 2 * m
-    hessian = np.zeros((size, size))
+    keep = size if spec.learns_output_affine else size - 2 * m
+
+    def placed(parts):
+        whole = np.zeros((size, size))
+        for j in range(m):
+            columns = _output_columns(shape, spec, j)
+            whole[np.ix_(columns, columns)] += parts[j]
+        return whole[:keep, :keep] / weight
+
+    hessian = placed(hessian_parts)
     gradient = np.zeros(size)
     for j in range(m):
-        columns = _output_columns(shape, spec, j)
-        hessian[np.ix_(columns, columns)] += hessian_parts[j]
-        gradient[columns] += gradient_parts[j]
-    hessian /= weight
-    gradient /= weight
+        gradient[_output_columns(shape, spec, j)] += gradient_parts[j]
+    gradient = gradient[:keep] / weight
     loss = float(np.sum(loss_parts)) / weight
-    chain = _router_chain(params, spec)
-    gradient[:kd] = chain @ gradient[:kd]
-    hessian[:kd] = chain @ hessian[:kd]
-    hessian[:, :kd] = hessian[:, :kd] @ chain
-    if spec.alpha > 0:
-        a = spec.alpha
-        coef = params.expert_coef.ravel()
-        loss += 0.5 * a * np.dot(coef, coef)
-        ridge = np.arange(kd + k, kd + k + coef.size)
-        gradient[ridge] += a * coef
-        hessian[ridge, ridge] += a
-        if spec.router == "linear":
-            beta = params.gate_coef.ravel()
-            loss += 0.5 * a * np.dot(beta, beta)
-            gradient[:kd] += a * beta
-            hessian[np.arange(kd), np.arange(kd)] += a
-    if not spec.learns_output_affine:
-        keep = size - 2 * m
-        hessian, gradient = hessian[:keep, :keep], gradient[:keep]
+    if not atoms:
+        chain = _router_chain(params, spec)
+        gradient[:kd] = chain @ gradient[:kd]
+        hessian[:kd] = chain @ hessian[:kd]
+        hessian[:, :kd] = hessian[:, :kd] @ chain
+    loss = _add_ridge(loss, gradient, hessian, params, spec)
+    if exact:
+        return loss, gradient, hessian, placed(curvature_parts)
     return loss, gradient, hessian
+
+
+def _add_ridge(loss, gradient, hessian, params, spec):
+    """The ridge terms of :func:`~sklearn_cosmoe._model.penalised`, with their
+    curvature; ``gradient`` and ``hessian`` in place, the loss returned."""
+    if not spec.alpha > 0:
+        return loss
+    a = spec.alpha
+    k, d = params.shape
+    kd = k * d
+    coef = params.expert_coef.ravel()
+    ridge = np.arange(kd + k, kd + k + coef.size)
+    gradient[ridge] += a * coef
+    hessian[ridge, ridge] += a
+    loss += 0.5 * a * np.dot(coef, coef)
+    if spec.router == "linear":
+        beta = params.gate_coef.ravel()
+        gradient[:kd] += a * beta
+        hessian[np.arange(kd), np.arange(kd)] += a
+        loss += 0.5 * a * np.dot(beta, beta)
+    return loss

@@ -11,9 +11,12 @@ per-chunk kernel calls made on the workers.  An objective has:
     The width of ``X`` and ``sum_n w_n``.
 ``loss_and_gradient(theta, shape, spec)``
     The objective :func:`sklearn_cosmoe._model.objective` and its gradient.
-``gauss_newton(theta, shape, spec)``
+``gauss_newton(theta, shape, spec, atoms=False, exact=False)``
     The objective, its gradient and its Gauss-Newton matrix
-    (:mod:`sklearn_cosmoe._jacobian`): a sum over the rows like the others.
+    (:mod:`sklearn_cosmoe._jacobian`): a sum over the rows like the others;
+    with ``atoms``, the router's block in its atoms ``u_i`` (user guide
+    :ref:`canonical-form`); with ``exact``, and the residual curvature that
+    makes the Gauss-Newton matrix the Hessian (linear experts).
 ``expert_normal_equations(params, spec)``
     The normal equations of linear experts under the gates of ``params``,
     un-normalised: :func:`sklearn_cosmoe._kernels.gated_gram`.
@@ -88,15 +91,17 @@ class ArrayObjective:
         return objective(theta, self.X, self.y, self.sample_weight, shape, spec,
                          self.x_norms)
 
-    def gauss_newton(self, theta, shape, spec):
+    def gauss_newton(self, theta, shape, spec, atoms=False, exact=False):
         """``(loss, gradient, hessian)`` at ``theta``, the Hessian Gauss-Newton's.
 
-        :func:`~sklearn_cosmoe._jacobian.finish_gauss_newton` of the rows' sums.
+        :func:`~sklearn_cosmoe._jacobian.finish_gauss_newton` of the rows'
+        sums; with ``atoms``, in the router's atoms rather than ``beta_1``;
+        with ``exact`` (linear experts), and the residual curvature.
         """
         params = params_of_vector(theta, shape, spec)
         sums = gauss_newton_sums(self.X, self.x_norms, self.y, self.sample_weight,
-                                 params, spec)
-        return finish_gauss_newton(sums, params, spec)
+                                 params, spec, exact)
+        return finish_gauss_newton(sums, params, spec, atoms)
 
     def expert_normal_equations(self, params, spec):
         """``(gram, rhs)``: the weighted normal equations of linear experts.

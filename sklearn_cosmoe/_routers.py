@@ -50,3 +50,26 @@ def gate_atoms(gate_coef, router, tau1):
     norms = np.linalg.norm(gate_coef, axis=1, keepdims=True)
     denom = norms + (tau1 if router == "perturbed_cosine" else 0.0)
     return np.divide(gate_coef, denom, out=np.zeros_like(gate_coef), where=denom > 0)
+
+
+def gate_coef_of_atoms(atoms, tau1):
+    """The perturbed cosine router's ``beta1_i`` of its atoms: the inverse of :func:`gate_atoms`.
+
+    ``beta1_i = tau1 u_i / (1 - |u_i|)`` for atoms ``u_i`` of the open unit
+    ball (user guide :ref:`canonical-form`).
+
+    Parameters
+    ----------
+    atoms : ndarray of shape (n_experts, n_features), rows of norm below 1
+    tau1 : float
+
+    Returns
+    -------
+    ndarray of shape (n_experts, n_features)
+    """
+    atoms = np.asarray(atoms, dtype=np.float64)
+    norms = np.linalg.norm(atoms, axis=1, keepdims=True)
+    if np.any(norms >= 1.0):
+        raise ValueError("the perturbed cosine router's atoms lie in the open unit ball; "
+                         f"got a norm of {float(norms.max())}.")
+    return atoms * (tau1 / (1.0 - norms))

@@ -23,12 +23,11 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import linalg
 
 from ._experts import LINEARISATION
 from ._model import MoEParams
 from ._parallel import single_threaded_blas
-from ._solvers import SOLVERS, Problem
+from ._solvers import SOLVERS, problem_for, update_linear_experts
 
 _KMEANS_ITER = 10
 # k-means starts of the default fit, each fitted to convergence
@@ -218,37 +217,6 @@ def split_worst_expert(data, params, spec, rng):
     return split
 
 
-def update_linear_experts(data, params, spec):
-    """Set the expert parameters to the exact weighted ridge least squares.
-
-    With the gates fixed, ``f(x) = sum_i g_i(x) (a_i . x + b_i)`` is linear in
-    ``(a, b)``; the ridge term ``alpha/2 |a|^2`` matches the objective.  With
-    several outputs, one Gram matrix and one right-hand side per output: the
-    outputs' problems are solved together.  Modifies ``params`` in place.
-    """
-    k, d = params.shape
-    gram, rhs = data.expert_normal_equations(params, spec)
-    total = data.total_weight
-    gram /= total
-    rhs /= total
-    p = d + 1
-    penalty = np.zeros(k * p)
-    for i in range(k):
-        penalty[i * p:i * p + d] = spec.alpha
-    # a tiny relative jitter keeps experts without data determined
-    jitter = 1e-10 * max(np.trace(gram) / gram.shape[0], 1e-300)
-    gram[np.diag_indices_from(gram)] += penalty + jitter
-    try:
-        coef = linalg.solve(gram, rhs, assume_a="pos")
-    except (linalg.LinAlgError, ValueError):
-        coef = linalg.lstsq(gram, rhs)[0]
-    # one column per output: (k, d + 1) or (k, d + 1, m)
-    coef = coef.reshape(k, p, *rhs.shape[1:])
-    params.expert_coef = np.moveaxis(coef[:, :d], 1, -1).copy()
-    params.expert_intercept = coef[:, d].copy()
-    return params
-
-
 def _minimize(data, params, spec, solver, max_iter, tol, experts_only=False):
     """The minimiser ``solver`` (:data:`~sklearn_cosmoe._solvers.SOLVERS`) from ``params``.
 
@@ -268,10 +236,13 @@ def _minimize(data, params, spec, solver, max_iter, tol, experts_only=False):
         k, d = shape
         free = np.ones(theta.size, dtype=bool)
         free[:k * d + k] = False
-    problem = Problem(data, theta, shape, spec, free)
+    problem = problem_for(solver, data, theta, shape, spec, free)
     with single_threaded_blas():
         minimum = SOLVERS[solver](problem, max_iter, tol)
-    return MoEParams.from_vector(problem.full(minimum.theta), shape, spec), minimum
+        theta = problem.full(minimum.theta)
+        if problem.eliminate:  # the objective, without the experts' jitter term
+            minimum.loss = data.loss_and_gradient(theta, shape, spec)[0]
+    return MoEParams.from_vector(theta, shape, spec), minimum
 
 
 def fit_least_squares(data, params, spec, *, solver=DEFAULT_SOLVER, max_iter=1000,

@@ -8,8 +8,8 @@ from sklearn_cosmoe import CosineMoERegressor
 from sklearn_cosmoe._jacobian import finish_gauss_newton, gauss_newton_sums
 from sklearn_cosmoe._model import MoEParams, MoESpec, objective, predict, row_norms
 from sklearn_cosmoe._objective import ArrayObjective
+from sklearn_cosmoe._routers import gate_atoms, gate_coef_of_atoms
 from sklearn_cosmoe._solvers import QuadraticModel, lbfgs_with_restart
-from sklearn_cosmoe._solvers._problem import shift_directions
 from sklearn_cosmoe.datasets import make_cosine_moe
 
 N, D, K = 120, 3, 3
@@ -33,9 +33,9 @@ def random_problem(router, expert, top_k, n_outputs, seed=0):
     return X, y, rng.uniform(0.5, 2.0, N), params, spec
 
 
-def gauss_newton(X, y, w, params, spec):
-    return finish_gauss_newton(gauss_newton_sums(X, row_norms(X), y, w, params, spec),
-                               params, spec)
+def gauss_newton(X, y, w, params, spec, atoms=False, exact=False):
+    return finish_gauss_newton(
+        gauss_newton_sums(X, row_norms(X), y, w, params, spec, exact), params, spec, atoms)
 
 
 @pytest.mark.parametrize("n_outputs", [None, 2])
@@ -70,6 +70,48 @@ def test_gauss_newton_matrix_is_jt_w_j_of_finite_differences(router, expert, top
     assert_allclose(hess, expected, rtol=0, atol=1e-8 * np.max(np.abs(expected)))
 
 
+@pytest.mark.parametrize("n_outputs", [None, 2])
+@pytest.mark.parametrize("top_k", [None, 2])
+@pytest.mark.parametrize("expert", ["linear", "tanh", "sigmoid", "gelu"])
+@pytest.mark.parametrize("router", ["linear", "perturbed_cosine"])
+def test_gauss_newton_matrix_plus_curvature_is_the_hessian_in_the_atoms(router, expert,
+                                                                        top_k, n_outputs):
+    # the Hessian by central differences of the gradient in the atoms u_i
+    # (beta_1i = tau1 u_i / (1 - |u_i|)), independent of the curvature's formulas
+    X, y, w, params, spec = random_problem(router, expert, top_k, n_outputs)
+    params.gate_coef *= 0.5
+    k, d = params.shape
+    z = params.to_vector(spec)
+    if router == "perturbed_cosine":
+        z[:k * d] = gate_atoms(params.gate_coef, router, spec.tau1).ravel()
+
+    def at(z):
+        theta = z.copy()
+        if router == "perturbed_cosine":
+            theta[:k * d] = gate_coef_of_atoms(z[:k * d].reshape(k, d), spec.tau1).ravel()
+        return MoEParams.from_vector(theta, params.shape, spec)
+
+    _, grad, hess, curvature = gauss_newton(X, y, w, at(z), spec, atoms=True, exact=True)
+    eps = 1e-6
+    columns = []
+    for i in range(z.size):
+        step = np.zeros_like(z)
+        step[i] = eps
+        up = gauss_newton(X, y, w, at(z + step), spec, atoms=True)[1]
+        down = gauss_newton(X, y, w, at(z - step), spec, atoms=True)[1]
+        columns.append((up - down) / (2 * eps))
+    expected = np.stack(columns, axis=1)
+    assert_allclose(hess + curvature, expected, rtol=0, atol=1e-7 * np.max(np.abs(expected)))
+    # the residuals' curvature is not negligible here: the Gauss-Newton matrix alone fails
+    assert not np.allclose(hess, expected, rtol=0, atol=1e-3 * np.max(np.abs(expected)))
+
+
+def test_exact_hessian_is_refused_where_the_chain_rule_would_bend_it():
+    X, y, w, params, spec = random_problem("cosine", "linear", None, None)
+    with pytest.raises(ValueError, match="in the atoms"):
+        gauss_newton(X, y, w, params, spec, exact=True)
+
+
 @pytest.mark.parametrize("router", ["linear", "cosine", "perturbed_cosine"])
 def test_integer_weights_give_the_sums_of_repeated_rows(router):
     X, y, _, params, spec = random_problem(router, "tanh", None, None)
@@ -85,10 +127,12 @@ def test_integer_weights_give_the_sums_of_repeated_rows(router):
 
 def test_shift_of_the_atoms_is_invisible_to_the_gates():
     X, y, w, params, spec = random_problem("perturbed_cosine", "linear", None, None)
-    _, _, hess = gauss_newton(X, y, w, params, replace_alpha(spec))
-    directions = shift_directions(params.to_vector(spec), params.shape, spec.tau1)
-    assert_allclose(hess @ directions, 0.0, atol=1e-10 * np.max(np.abs(hess)))
-    assert np.max(np.abs(hess)) > 1e-3
+    # in the atoms, moving every u_i by the same c changes no score's softmax
+    _, _, hess = gauss_newton(X, y, w, params, replace_alpha(spec), atoms=True)
+    directions = np.zeros((hess.shape[0], D))
+    directions[:K * D] = np.tile(np.eye(D), (K, 1))
+    assert_allclose(hess @ directions, 0.0, atol=1e-12 * np.max(np.abs(hess)))
+    assert np.max(np.abs(hess[:K * D, :K * D])) > 1e-3
 
 
 def replace_alpha(spec):

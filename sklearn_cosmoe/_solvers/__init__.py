@@ -10,18 +10,37 @@ memory and on a cluster alike.
     Levenberg-Marquardt on all parameters (:mod:`._gauss_newton`); a fit
     has converged when the Gauss-Newton model predicts no decrease above
     ``tol`` times the objective (:mod:`._stationarity`): a certificate of a
-    stationary point.
+    stationary point.  Under the cosine routers it moves the router's atoms
+    on their sphere or in their closed ball (:mod:`._atoms`); with linear
+    experts it eliminates them and takes Newton steps on the router.
 ``"lbfgs"``
     L-BFGS-B on all parameters (:mod:`._lbfgs`), ended by its relative
     decrease and gradient tests.
 """
 
+from ._atoms import AtomProblem
 from ._gauss_newton import gauss_newton
+from ._linear_experts import update_linear_experts
 from ._lbfgs import lbfgs, lbfgs_with_restart
 from ._problem import Minimum, Problem
 from ._stationarity import MIN_SCALE, QuadraticModel, relative_decrease
 
 SOLVERS = {"gauss-newton": gauss_newton, "lbfgs": lbfgs}
 
-__all__ = ["MIN_SCALE", "Minimum", "Problem", "QuadraticModel", "SOLVERS",
-           "lbfgs_with_restart", "relative_decrease"]
+
+def problem_for(solver, data, theta, shape, spec, free=None):
+    """The :class:`Problem` that ``solver`` minimises.
+
+    For Gauss-Newton: the router alone when the experts are linear and
+    eliminated (variable projection), in the atoms under the cosine
+    routers.  For L-BFGS-B: all free parameters ``theta``.
+    """
+    if solver != "gauss-newton":
+        return Problem(data, theta, shape, spec, free)
+    eliminate = spec.expert == "linear" and free is None
+    kind = Problem if spec.router == "linear" else AtomProblem
+    return kind(data, theta, shape, spec, free, eliminate)
+
+__all__ = ["MIN_SCALE", "AtomProblem", "Minimum", "Problem", "QuadraticModel", "SOLVERS",
+           "lbfgs_with_restart", "problem_for", "relative_decrease",
+           "update_linear_experts"]

@@ -32,13 +32,14 @@ MAX_TRIES = 40
 
 
 def gauss_newton(problem, max_iter, tol):
-    """Minimise ``problem`` (:class:`._problem.Problem`) from its start.
+    """Minimise ``problem`` (:class:`._problem.Problem` or
+    :class:`._atoms.AtomProblem`) from its start.
 
     Returns a :class:`._problem.Minimum` whose ``n_iter`` counts the
     Gauss-Newton matrices formed (at least 1: the start's test).
     """
     theta = problem.start
-    loss, _ = problem.loss_and_gradient(theta)
+    loss = problem.loss(theta)
     damping, growth = None, 2.0
     for n_iter in range(1, max_iter + 1):
         gn_loss, model = problem.model(theta)
@@ -51,8 +52,8 @@ def gauss_newton(problem, max_iter, tol):
             damping = INITIAL_DAMPING * model.largest
         for _ in range(MAX_TRIES):
             step, predicted = model.step(damping)
-            trial = theta + step
-            trial_loss, _ = problem.loss_and_gradient(trial)
+            trial = problem.move(theta, step)
+            trial_loss = problem.loss(trial)
             ratio = (loss - trial_loss) / predicted if predicted > 0 else -math.inf
             if np.isfinite(trial_loss) and ratio > ACCEPT_RATIO:
                 theta, loss = trial, trial_loss

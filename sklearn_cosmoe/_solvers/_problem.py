@@ -1,9 +1,13 @@
 """What every minimiser is given: the objective on the parameters it may move."""
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import linalg
 
+from .._model import MoEParams
+from ._linear_experts import solve_linear_experts
 from ._stationarity import QuadraticModel, relative_decrease
 
 
@@ -31,96 +35,140 @@ class Problem:
     ``free`` (a boolean mask, default all) names the parameters a minimiser
     moves; the others stay as in ``theta``.  The minimisers see vectors of
     the free entries only.
+
+    With ``eliminate`` (linear experts, router free), the experts are not
+    the minimiser's: at every point they are the exact weighted least
+    squares for its gates (variable projection), the minimiser sees the
+    router's parameters alone, and the model is the Gauss-Newton matrix's
+    Schur complement on them (Kaufman's approximation of the projected
+    problem's).  The function minimised is then the objective plus the
+    experts' solve's :data:`~._linear_experts.JITTER` term (its weight fixed at
+    the start): with it, its
+    gradient is the objective's gradient in the router exactly (the experts
+    minimise it), however badly the data determine some expert direction.
     """
 
-    def __init__(self, data, theta, shape, spec, free=None):
+    def __init__(self, data, theta, shape, spec, free=None, eliminate=False):
         self.data, self.shape, self.spec = data, shape, spec
         self._theta = np.array(theta, dtype=np.float64)
         self.free = np.ones(self._theta.size, bool) if free is None else free
+        self.eliminate = eliminate
+        k, d = shape
+        self._router = k * d + k
+        if eliminate:
+            if spec.expert != "linear" or not self.free[:self._router].all():
+                raise ValueError("only linear experts under a free router are eliminated")
+            self.free = np.zeros(self._theta.size, bool)
+            self.free[:self._router] = True
+        self._solved = None  # (the free entries, theta with their experts, jitter)
 
     @property
     def start(self):
         return self._theta[self.free].copy()
 
     def full(self, sub):
+        """All parameters at the free entries ``sub``: ``theta``'s layout."""
+        return self._solve(sub)[0]
+
+    def _solve(self, sub):
+        """``full(sub)`` and the jitter its experts were solved with (0 if not eliminated)."""
+        if self._solved is not None and np.array_equal(self._solved[0], sub):
+            return self._solved[1].copy(), self._solved[2]
+        theta = self._parameters(self._place(sub))
+        if not self.eliminate:
+            return theta, 0.0
+        # one jitter for every point: the function minimised must not change
+        jitter = None if self._solved is None else self._solved[2]
+        params, jitter = solve_linear_experts(
+            self.data, MoEParams.from_vector(theta, self.shape, self.spec), self.spec, jitter)
+        theta = params.to_vector(self.spec)
+        self._solved = (sub.copy(), theta.copy(), jitter)
+        return theta, jitter
+
+    def _place(self, sub):
         theta = self._theta.copy()
         theta[self.free] = sub
         return theta
+
+    def _parameters(self, theta):
+        """``theta`` with the minimiser's coordinates mapped to the parameters'."""
+        return theta
+
+    def loss(self, sub):
+        """The function minimised at ``sub`` (the objective, plus the jitter
+        term when the experts are eliminated)."""
+        with np.errstate(all="ignore"):
+            if not (np.all(np.isfinite(sub))
+                    and np.all(np.isfinite(self._parameters(self._place(sub))))):
+                return math.inf  # a step too long for floating point
+        theta, jitter = self._solve(sub)
+        loss = self.data.loss_and_gradient(theta, self.shape, self.spec)[0]
+        experts = theta[self._router:]
+        return loss + 0.5 * jitter * float(experts @ experts)
 
     def loss_and_gradient(self, sub):
         loss, grad = self.data.loss_and_gradient(self.full(sub), self.shape, self.spec)
         return loss, grad[self.free]
 
     def model(self, sub):
-        """The objective and its :class:`QuadraticModel` at the free entries ``sub``.
+        """The objective and its :class:`QuadraticModel` at ``sub``."""
+        return self._model(sub, atoms=False)
 
-        The model's matrix is the Gauss-Newton matrix; under the perturbed
-        cosine router, plus the affine scaling of the atoms' bound
-        (:func:`add_boundary_scaling`), and without the common shift of the
-        atoms, which leaves every gate unchanged (:func:`shift_directions`).
-        """
-        theta = self.full(sub)
-        loss, grad, hess = self.data.gauss_newton(theta, self.shape, self.spec)
-        gauge = None
-        if self.spec.router == "perturbed_cosine":
-            add_boundary_scaling(hess, grad, theta, self.shape, self.spec.tau1)
-            gauge = shift_directions(theta, self.shape, self.spec.tau1)[self.free]
-        model = QuadraticModel(grad[self.free], hess[np.ix_(self.free, self.free)], gauge)
-        return loss, model
+    def _model(self, sub, atoms, subspace=None):
+        """The model on the free entries; ``subspace(sub, grad)``, when given and
+        not None, gives an orthonormal ``basis`` for the steps and a diagonal
+        ``sphere`` added to both the model's matrices along it."""
+        exact = atoms or self.spec.router == "linear"
+        sums = self.data.gauss_newton(self.full(sub), self.shape, self.spec, atoms, exact)
+        loss, grad, hess = sums[:3]
+        curvature = sums[3] if exact else None
+        grad, hess, curvature = self._on_free(sub, grad, hess, curvature)
+        along = None if subspace is None else subspace(sub, grad)
+        if along is None:
+            return loss, QuadraticModel(grad, hess, None, curvature)
+        basis, sphere = along
+        grad, hess = basis.T @ grad, basis.T @ hess @ basis
+        # a positive curvature joins the Gauss-Newton matrix, a negative one
+        # only the exact Hessian: the test's metric stays positive semi-definite
+        hess[np.diag_indices_from(hess)] += np.maximum(sphere, 0.0)
+        if curvature is not None:
+            curvature = basis.T @ curvature @ basis
+            curvature[np.diag_indices_from(curvature)] += np.minimum(sphere, 0.0)
+        return loss, QuadraticModel(grad, hess, basis, curvature)
+
+    def _on_free(self, sub, grad, hess, curvature=None):
+        """The gradient, Gauss-Newton matrix and residual curvature on the free
+        entries (minimised over the eliminated experts)."""
+        if not self.eliminate:
+            block = np.ix_(self.free, self.free)
+            return (grad[self.free], hess[block],
+                    None if curvature is None else curvature[block])
+        r = self._router
+        experts = hess[r:, r:].copy()  # the curvature has no expert-expert block
+        experts[np.diag_indices_from(experts)] += self._solve(sub)[1]
+        try:
+            factor = linalg.cho_factor(experts, check_finite=False)
+
+            def solve(b):
+                return linalg.cho_solve(factor, b, check_finite=False)
+        except linalg.LinAlgError:
+            def solve(b):
+                return linalg.lstsq(experts, b, check_finite=False)[0]
+
+        def schur(matrix):
+            reduced = matrix[:r, :r] - matrix[:r, r:] @ solve(matrix[r:, :r])
+            return 0.5 * (reduced + reduced.T)
+
+        reduced = schur(hess)
+        if curvature is not None:
+            curvature = schur(hess + curvature) - reduced
+        # the experts minimise the function: its gradient in the router is the objective's
+        return grad[:r], reduced, curvature
+
+    def move(self, sub, step):
+        """Where ``step`` from ``sub`` leads (``sub + step``: no bounds)."""
+        return sub + step
 
     def stationarity(self, sub):
         loss, model = self.model(sub)
         return relative_decrease(model, loss)
-
-
-def add_boundary_scaling(hessian, gradient, theta, shape, tau1):
-    """Add the affine scaling of the bound ``|u_i| < 1`` to ``hessian`` (in place).
-
-    The perturbed cosine router sees ``beta_1i`` through its atom ``u_i =
-    beta_1i / (|beta_1i| + tau1)``, a point of the open unit ball (user guide
-    :ref:`canonical-form`), and the least squares often lie on its boundary:
-    sharper and sharper gates, reached only as ``|beta_1i|`` grows without
-    end.  There the objective keeps a slope in ``s_i = 1 - |u_i|`` at ``s_i
-    = 0``, and an unconstrained model would promise the decrease of a step
-    past the boundary.  As for a bound constraint (Coleman and Li's affine
-    scaling), the curvature along ``s_i`` gets ``|dL/ds_i| / s_i`` wherever
-    the slope points at the boundary: in the radial direction ``e_i`` of
-    ``beta_1i`` that is ``|e_i . g| / (|beta_1i| + tau1)``.  A step then at
-    most doubles ``|beta_1i| + tau1``, and the decrease the model promises
-    along ``e_i`` is at most ``|dL/ds_i| s_i / 2``: what is left to gain by
-    going to the boundary, to first order.
-    """
-    k, d = shape
-    beta = theta[:k * d].reshape(k, d)
-    for i in range(k):
-        norm = np.linalg.norm(beta[i])
-        if norm == 0:
-            continue
-        radial = beta[i] / norm
-        rows = slice(i * d, (i + 1) * d)
-        slope = float(radial @ gradient[rows])
-        if slope < 0:  # the objective falls as |beta_1i| grows
-            hessian[rows, rows] += (-slope / (norm + tau1)) * np.outer(radial, radial)
-
-
-def shift_directions(theta, shape, tau1):
-    """``(p, d)``: the directions of ``theta`` that move every atom ``u_i`` by the same vector.
-
-    Under the perturbed cosine router every score gets the same ``c . x /
-    (T p(x))`` when every atom moves by ``c``: the gates do not change.  In
-    ``beta_1i`` that move is ``dbeta_1i = (du_i / dbeta_1i)^{-1} c``, with the
-    inverse ``q_i (I - e_i e_i^T) + (q_i^2 / tau1) e_i e_i^T`` (``q_i = |beta_1i|
-    + tau1``, ``e_i`` the unit direction of ``beta_1i``).
-    """
-    k, d = shape
-    beta = theta[:k * d].reshape(k, d)
-    directions = np.zeros((theta.size, d))
-    for i in range(k):
-        norm = np.linalg.norm(beta[i])
-        q = norm + tau1
-        block = q * np.eye(d)
-        if norm > 0:
-            e = beta[i] / norm
-            block += (q * q / tau1 - q) * np.outer(e, e)
-        directions[i * d:(i + 1) * d] = block
-    return directions

@@ -12,7 +12,7 @@ led there (user guide :ref:`solver`).
 ``H`` is taken in Jacobi scaling (its diagonal made 1) and decomposed once
 per point; directions whose scaled eigenvalue is below :data:`RCOND` times
 the largest are those the data do not determine (the common shift of the
-gate intercepts, the lengths of a plain cosine router's coefficients, an
+gate intercepts or of the perturbed router's atoms, the lengths of a plain cosine router's coefficients, an
 expert without rows) and take no part in the model: the pseudo-inverse on
 the identified subspace.
 """
@@ -31,52 +31,65 @@ RCOND = 1e-10
 
 
 class QuadraticModel:
-    """The Gauss-Newton model at a point: its decrement and its damped steps.
+    """The model at a point: the Gauss-Newton decrement, and damped steps.
 
     Parameters
     ----------
-    gradient : ndarray of shape (p,)
-    hessian : ndarray of shape (p, p)
-        Symmetric positive semi-definite (a Gauss-Newton matrix).
-    gauge : ndarray of shape (p, r), default=None
-        Directions known to leave the objective unchanged: they take no part
-        in the model (their scaled span is projected out), however rounding
-        or an added scaling has bent the matrix along them.
+    gradient : ndarray of shape (r,)
+    hessian : ndarray of shape (r, r)
+        Symmetric positive semi-definite (a Gauss-Newton matrix): the
+        convergence test's metric, and the steps' scaling.
+    basis : ndarray of shape (p, r), default=None
+        Orthonormal columns: the model is of the objective along ``basis @
+        y`` (the subspace a constrained step may take), ``gradient`` and
+        ``hessian`` are in ``y`` and the steps come back in the ``p``
+        parameters.  None: ``y`` are the parameters.
+    curvature : ndarray of shape (r, r), default=None
+        Symmetric: the steps are those of ``hessian + curvature`` (the
+        exact Hessian, perhaps indefinite), shifted to positive definite
+        where it is not.  None: Gauss-Newton steps.
     """
 
-    def __init__(self, gradient, hessian, gauge=None):
+    def __init__(self, gradient, hessian, basis=None, curvature=None):
         diag = np.diag(hessian).copy()
         identified = diag > 0
         scale = np.zeros_like(diag)
         scale[identified] = 1.0 / np.sqrt(diag[identified])
-        scaled = hessian * scale[:, None] * scale[None, :]
-        if gauge is not None and gauge.size:
-            # a direction v of the parameters is v / scale in the scaled ones
-            basis = np.linalg.qr(gauge * np.sqrt(diag)[:, None])[0]
-            project = np.eye(len(diag)) - basis @ basis.T
-            scaled = project @ scaled @ project
-            scale = scale.copy()
-            gradient = gradient * 1.0  # copy before the projection below
-            gradient = (project @ (gradient * scale)) / np.where(scale > 0, scale, 1.0)
-        values, vectors = linalg.eigh(scaled, check_finite=False)
-        keep = values > RCOND * max(values[-1], 0.0)
-        self._values = values[keep]
-        self._vectors = vectors[:, keep]
         self._scale = scale
-        self._coef = self._vectors.T @ (gradient * scale)
+        self._basis = basis
+        values, vectors, coef = _scaled_eigen(hessian, gradient, scale)
         #: ``g^T H^+ g / 2``, the decrease a full Gauss-Newton step predicts
-        self.decrease = 0.5 * float(np.sum(self._coef ** 2 / self._values))
+        self.decrease = 0.5 * float(np.sum(coef ** 2 / values))
+        if curvature is not None:
+            values, vectors, coef = _scaled_eigen(hessian + curvature, gradient, scale)
+        self._values, self._vectors, self._coef = values, vectors, coef
         #: the largest scaled eigenvalue (0 for a model without identified directions)
-        self.largest = float(self._values[-1]) if self._values.size else 0.0
+        self.largest = float(np.max(np.abs(values))) if values.size else 0.0
+        #: what a step's damping adds to, to make the model positive definite
+        self._floor = max(0.0, -float(values.min())) if values.size else 0.0
 
     def step(self, damping):
-        """The Levenberg-Marquardt step for ``damping`` (in the scaled metric) and the
-        decrease the model predicts for it."""
-        shrink = 1.0 / (self._values + damping)
+        """The Levenberg-Marquardt step for ``damping`` (in the scaled metric, added to
+        what makes the model positive definite) and the decrease the model predicts."""
+        shift = self._floor + damping
+        shrink = 1.0 / (self._values + shift)
         step = -self._scale * (self._vectors @ (self._coef * shrink))
-        predicted = 0.5 * float(np.sum(self._coef ** 2 * (self._values + 2 * damping)
+        predicted = 0.5 * float(np.sum(self._coef ** 2 * (self._values + 2 * shift)
                                        * shrink ** 2))
+        if self._basis is not None:
+            step = self._basis @ step
         return step, predicted
+
+
+def _scaled_eigen(matrix, gradient, scale):
+    """Eigenvalues, eigenvectors and gradient coordinates of ``matrix`` in the
+    scaling ``scale``, without the directions the data do not determine
+    (:data:`RCOND`)."""
+    scaled = matrix * scale[:, None] * scale[None, :]
+    values, vectors = linalg.eigh(scaled, check_finite=False)
+    size = np.max(np.abs(values)) if values.size else 0.0
+    keep = np.abs(values) > RCOND * size
+    return values[keep], vectors[:, keep], vectors[:, keep].T @ (gradient * scale)
 
 
 def relative_decrease(model, loss):
