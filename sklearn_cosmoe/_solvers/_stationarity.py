@@ -45,9 +45,11 @@ class QuadraticModel:
         ``hessian`` are in ``y`` and the steps come back in the ``p``
         parameters.  None: ``y`` are the parameters.
     curvature : ndarray of shape (r, r), default=None
-        Symmetric: the steps are those of ``hessian + curvature`` (the
-        exact Hessian, perhaps indefinite), shifted to positive definite
-        where it is not.  None: Gauss-Newton steps.
+        Symmetric: the steps are those of the exact Hessian ``hessian +
+        curvature`` with its eigenvalues taken in absolute value (a
+        direction of negative curvature is a direction of descent, not of
+        ascent: the saddle-free Newton step), and its model predicts their
+        decrease.  None: Gauss-Newton steps.
     """
 
     def __init__(self, gradient, hessian, basis=None, curvature=None):
@@ -60,35 +62,36 @@ class QuadraticModel:
         values, vectors, coef = _scaled_eigen(hessian, gradient, scale)
         #: ``g^T H^+ g / 2``, the decrease a full Gauss-Newton step predicts
         self.decrease = 0.5 * float(np.sum(coef ** 2 / values))
+        #: the largest scaled eigenvalue of the Gauss-Newton matrix (0 for a
+        #: model without identified directions): the unit of the damping
+        self.largest = float(values[-1]) if values.size else 0.0
         if curvature is not None:
-            values, vectors, coef = _scaled_eigen(hessian + curvature, gradient, scale)
+            values, vectors, coef = _scaled_eigen(hessian + curvature, gradient, scale,
+                                                  self.largest)
         self._values, self._vectors, self._coef = values, vectors, coef
-        #: the largest scaled eigenvalue (0 for a model without identified directions)
-        self.largest = float(np.max(np.abs(values))) if values.size else 0.0
-        #: what a step's damping adds to, to make the model positive definite
-        self._floor = max(0.0, -float(values.min())) if values.size else 0.0
 
     def step(self, damping):
-        """The Levenberg-Marquardt step for ``damping`` (in the scaled metric, added to
-        what makes the model positive definite) and the decrease the model predicts."""
-        shift = self._floor + damping
-        shrink = 1.0 / (self._values + shift)
-        step = -self._scale * (self._vectors @ (self._coef * shrink))
-        predicted = 0.5 * float(np.sum(self._coef ** 2 * (self._values + 2 * shift)
-                                       * shrink ** 2))
+        """The Levenberg-Marquardt step for ``damping`` (in the scaled metric) and the
+        decrease the model predicts for it."""
+        size = np.abs(self._values) + damping
+        step = -self._scale * (self._vectors @ (self._coef / size))
+        # g^T s + s^T H s / 2 along each eigenvector, with s = -c / (|lambda| + damping)
+        predicted = float(np.sum(self._coef ** 2 * (1.0 - 0.5 * self._values / size) / size))
         if self._basis is not None:
             step = self._basis @ step
         return step, predicted
 
 
-def _scaled_eigen(matrix, gradient, scale):
+def _scaled_eigen(matrix, gradient, scale, reference=None):
     """Eigenvalues, eigenvectors and gradient coordinates of ``matrix`` in the
-    scaling ``scale``, without the directions the data do not determine
-    (:data:`RCOND`)."""
+    scaling ``scale``, without the directions the data do not determine:
+    eigenvalues below :data:`RCOND` times ``reference`` (default the largest)
+    in absolute value."""
     scaled = matrix * scale[:, None] * scale[None, :]
     values, vectors = linalg.eigh(scaled, check_finite=False)
-    size = np.max(np.abs(values)) if values.size else 0.0
-    keep = np.abs(values) > RCOND * size
+    if reference is None:
+        reference = max(float(values[-1]), 0.0) if values.size else 0.0
+    keep = np.abs(values) > RCOND * reference
     return values[keep], vectors[:, keep], vectors[:, keep].T @ (gradient * scale)
 
 
