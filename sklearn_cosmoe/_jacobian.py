@@ -116,47 +116,60 @@ def residual_curvature(X, weighted_residuals, rows):
     * ``d^2 f / dS ds_i = g_i (h_i - m)``, ``d^2 f / dS dz_i = g_i h'_i``, and
       none in ``c`` or twice in ``S``.
 
-    ``rows`` are what :func:`_jacobian_rows` used.  Returns a ``(P, P)``
-    array in :func:`jacobian`'s layout.
+    ``rows`` are what :func:`_jacobian_rows` used.  Returns the sums by
+    block (:func:`place_curvature` lays them out): the scores' pairs ``i <=
+    j`` ``(k (k + 1) / 2, p, p)``, the scores with the pre-activations ``(k
+    k, p, p)``, the pre-activations' diagonal ``(k, p, p)`` and the output
+    scale's row ``(2 k, p)``, with ``p = d + 1`` (the features and the
+    intercept's 1).
     """
     gates, outputs, mix, rho, scale, first, second = rows
     n, d = X.shape
     k = gates.shape[1]
     p = d + 1
-    eye = np.eye(k)
     spread = outputs - mix[:, None]
-    minus_wr = -weighted_residuals
+    minus_wr = -weighted_residuals[:, None]
     psi = np.concatenate([X * rho[:, None], np.ones((n, 1))], axis=1)
     phi = np.concatenate([X, np.ones((n, 1))], axis=1)
 
-    def block(coef, left, right):
-        """``sum_n coef[n, i, j] left[n] right[n]^T`` as a ``(k p, k p)`` matrix."""
+    def blocks(coef, left, right):
+        """``sum_n coef[n, c] left[n] right[n]^T`` for each column ``c``: ``(c, p, p)``."""
         outer = np.einsum("na,nb->nab", left, right).reshape(n, p * p)
-        summed = (coef.reshape(n, k * k).T @ outer).reshape(k, k, p, p)
-        return summed.transpose(0, 2, 1, 3).reshape(k * p, k * p)
+        return (coef.T @ outer).reshape(-1, p, p)
 
-    pair = gates[:, :, None] * gates[:, None, :]
-    scores = scale * (eye * (gates * spread)[:, :, None]
-                      - pair * (spread[:, :, None] + spread[:, None, :]))
-    mixed = scale * gates[:, :, None] * (eye - gates[:, None, :]) * first[:, None, :]
-    experts = scale * eye * (gates * second)[:, :, None]
+    upper_i, upper_j = np.triu_indices(k)
+    gi, gj = gates[:, upper_i], gates[:, upper_j]
+    si, sj = spread[:, upper_i], spread[:, upper_j]
+    scores = scale * ((upper_i == upper_j) * gi * si - gi * gj * (si + sj))
+    mixed = scale * gates[:, :, None] * (np.eye(k) - gates[:, None, :]) * first[:, None, :]
+    experts = (blocks(minus_wr * scale * gates * second, phi, phi) if np.any(second)
+               else np.zeros((k, p, p)))  # a linear expert has none
+    along_scale = np.concatenate([(minus_wr * gates * spread).T @ psi,
+                                  (minus_wr * gates * first).T @ phi])
+    return (blocks(minus_wr * scores, psi, psi),
+            blocks(minus_wr * mixed.reshape(n, k * k), psi, phi), experts, along_scale)
+
+
+def place_curvature(parts, k, d):
+    """The ``(P, P)`` matrix, in :func:`jacobian`'s layout, of :func:`residual_curvature`'s blocks."""
+    scores, mixed, experts, along_scale = parts
     kd = k * d
     # where (expert i, feature a; the last feature is the intercept) sits in the layout
     router_at = np.concatenate([np.arange(kd).reshape(k, d), kd + np.arange(k)[:, None]],
-                               axis=1).ravel()
+                               axis=1)
     expert_at = router_at + kd + k
     size = 2 * kd + 2 * k + 2
     curvature = np.zeros((size, size))
-    curvature[np.ix_(router_at, router_at)] = block(minus_wr[:, None, None] * scores, psi, psi)
-    cross = block(minus_wr[:, None, None] * mixed, psi, phi)
-    curvature[np.ix_(router_at, expert_at)] = cross
-    curvature[np.ix_(expert_at, router_at)] = cross.T
-    curvature[np.ix_(expert_at, expert_at)] = block(minus_wr[:, None, None] * experts,
-                                                    phi, phi)
-    along_scale = np.concatenate([
-        ((minus_wr[:, None] * gates * spread)[:, :, None] * psi[:, None, :]).sum(axis=0),
-        ((minus_wr[:, None] * gates * first)[:, :, None] * phi[:, None, :]).sum(axis=0)])
-    places = np.concatenate([router_at, expert_at])
+    for (i, j), b in zip(zip(*np.triu_indices(k)), scores):
+        curvature[np.ix_(router_at[i], router_at[j])] = b
+        curvature[np.ix_(router_at[j], router_at[i])] = b.T
+    for c, b in enumerate(mixed):
+        i, j = divmod(c, k)
+        curvature[np.ix_(router_at[i], expert_at[j])] = b
+        curvature[np.ix_(expert_at[j], router_at[i])] = b.T
+    for i, b in enumerate(experts):
+        curvature[np.ix_(expert_at[i], expert_at[i])] = b
+    places = np.concatenate([router_at.ravel(), expert_at.ravel()])
     curvature[size - 2, places] = along_scale.ravel()
     curvature[places, size - 2] = along_scale.ravel()
     return curvature
@@ -183,8 +196,10 @@ def gauss_newton_sums(X, x_norms, y, sample_weight, params, spec, exact=False):
     loss = np.zeros(len(per_output))
     curvature = np.zeros((len(per_output), size, size)) if exact else None
     root_weight = np.sqrt(sample_weight)
+    k, d = params.shape
     for j, p in enumerate(per_output):
         upper = np.zeros((size, size), order="F")
+        blocks = None
         for start in range(0, n, GN_BLOCK):
             rows = slice(start, min(start + GN_BLOCK, n))
             J, f, parts = _jacobian_rows(X[rows], p, spec, x_norms[rows])
@@ -197,8 +212,11 @@ def gauss_newton_sums(X, x_norms, y, sample_weight, params, spec, exact=False):
             upper = blas.dsyrk(1.0, weighted.T, beta=1.0, c=upper, trans=0, lower=0,
                                overwrite_c=1)
             if exact:
-                curvature[j] += residual_curvature(X[rows], wr, parts)
+                sums = residual_curvature(X[rows], wr, parts)
+                blocks = sums if blocks is None else [a + b for a, b in zip(blocks, sums)]
         hessian[j] = np.triu(upper) + np.triu(upper, 1).T
+        if exact and blocks is not None:
+            curvature[j] = place_curvature(blocks, k, d)
     return hessian, gradient, loss, float(np.sum(sample_weight)), curvature
 
 
