@@ -21,7 +21,7 @@ from ._memory import check_regressor_memory
 from ._model import MoEParams, MoESpec, gates_and_experts, n_free_parameters, predict
 from ._routers import ROUTERS
 from ._objective import ArrayObjective
-from ._solver import DEFAULT_SOLVER, fit_from_data, fit_least_squares
+from ._solver import fit_from_data, fit_least_squares
 from ._solvers import SOLVERS
 from ._validation import (check_numeric_target, check_positive_total_weight,
                           check_warm_start, check_x_magnitude, check_y_magnitude,
@@ -97,8 +97,8 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         on the scale of the standardized target.  Keeps over-specified fits
         from drifting to huge, saturated weights.
     solver : {"auto", "lbfgs", "gauss-newton"}, default="auto"
-        L-BFGS-B, or Levenberg-Marquardt ended only at a certified stationary
-        point (:ref:`solver`); ``"auto"`` is ``"lbfgs"``.
+        Newton-type steps ended only at a certified stationary point, or
+        L-BFGS-B (:ref:`solver`); ``"auto"``: the first for linear experts.
     max_iter : int, default=1000
         Maximum number of iterations per run (per start; with top-K gates,
         of the dense and of the sparse run).
@@ -149,9 +149,9 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         fit within ``max_iter``; a fit that stopped otherwise warns with a
         :class:`~sklearn.exceptions.ConvergenceWarning` that says why.
     stationarity_ : float
-        With ``solver="gauss-newton"``, the decrease the Gauss-Newton model
-        still predicts where the kept fit stopped, relative to the objective
-        (what the convergence test reads); NaN with ``"lbfgs"``.
+        The decrease the Gauss-Newton model still predicts where the kept
+        fit stopped, relative to the objective (what the convergence test
+        of ``"gauss-newton"`` reads); NaN for an L-BFGS-B fit.
     router_, expert_, tau1_, tau2_, temperature_, top_k_
         The hyperparameters of the fit that shape its predictions: predict
         reads these, so ``set_params`` changes only the next fit.
@@ -243,7 +243,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         return tags
 
     def _solver(self):
-        return DEFAULT_SOLVER if self.solver == "auto" else self.solver
+        return None if self.solver == "auto" else self.solver  # None: the default
 
     def _spec(self, n_outputs=None):
         return MoESpec(router=self.router, expert=self.expert, tau1=self.tau1,

@@ -4,10 +4,10 @@ The fit never touches a row of the data: it takes an *objective*
 (:mod:`sklearn_cosmoe._objective`), whose methods are the sums over the rows
 that it needs, so one fit works on data in memory
 (:class:`~sklearn_cosmoe._objective.ArrayObjective`) and data spread over a
-cluster alike.  The minimisers (L-BFGS-B by default, or Levenberg-Marquardt)
-are in :mod:`sklearn_cosmoe._solvers`.  Linear experts are, for fixed gates, an exact weighted
-(ridge) least-squares problem (:func:`update_linear_experts`): that step
-starts their fit.  Top-K gates make the objective jump where two scores
+cluster alike.  The minimisers (Newton-type or L-BFGS-B) are in
+:mod:`sklearn_cosmoe._solvers` (:func:`default_solver` picks one).  Linear
+experts are, for fixed gates, an exact weighted (ridge) least-squares
+problem (:func:`update_linear_experts`): that step starts their fit.  Top-K gates make the objective jump where two scores
 cross, so a top-K fit first fits the dense mixture and then moves it to the
 sparse one.
 
@@ -38,14 +38,22 @@ N_STARTS = 3
 _LINEAR_REGIME_RMS = 0.25
 # then the pre-activations are scaled by the best of these on the objective
 _PREACTIVATION_SCALES = (1.0, 2.0, 4.0, 8.0, 16.0)
-#: The minimiser of a fit whose estimator says ``solver="auto"``: Gauss-Newton
-#: certifies the points where it stops but does not yet reach them within the
-#: default iterations on every data set (user guide :ref:`solver`).
-DEFAULT_SOLVER = "lbfgs"
 #: Iterations each start of the default fit gets, by minimiser, before the
 #: best one on the objective is fitted to convergence: a Gauss-Newton
 #: iteration does the work of tens of L-BFGS ones.
 SCREEN_ITER = {"gauss-newton": 5, "lbfgs": 30}
+
+
+def default_solver(spec):
+    """The minimiser of ``solver="auto"`` (user guide :ref:`solver`).
+
+    ``"gauss-newton"`` for linear experts: eliminated, with Newton steps on
+    the router, it certifies its fits in tens of iterations.  ``"lbfgs"``
+    for feed-forward experts, whose least squares often lie at infinity (an
+    output scale growing without end): there Gauss-Newton does not reach its
+    test within the default iterations either, and costs more per iteration.
+    """
+    return "gauss-newton" if spec.expert == "linear" else "lbfgs"
 
 
 @dataclass
@@ -245,7 +253,7 @@ def _minimize(data, params, spec, solver, max_iter, tol, experts_only=False):
     return MoEParams.from_vector(theta, shape, spec), minimum
 
 
-def fit_least_squares(data, params, spec, *, solver=DEFAULT_SOLVER, max_iter=1000,
+def fit_least_squares(data, params, spec, *, solver=None, max_iter=1000,
                       tol=1e-6, verbose=0, solve_experts_first=True):
     """Minimise the objective from ``params``.
 
@@ -263,8 +271,9 @@ def fit_least_squares(data, params, spec, *, solver=DEFAULT_SOLVER, max_iter=100
     params : MoEParams
         Start; not modified.
     spec : MoESpec
-    solver : {"gauss-newton", "lbfgs"}
-        The minimiser (:mod:`sklearn_cosmoe._solvers`).
+    solver : {"gauss-newton", "lbfgs"} or None
+        The minimiser (:mod:`sklearn_cosmoe._solvers`); None is
+        :func:`default_solver`.
     max_iter : int
         Maximum number of iterations of each run (dense, then sparse).
     tol : float
@@ -279,6 +288,7 @@ def fit_least_squares(data, params, spec, *, solver=DEFAULT_SOLVER, max_iter=100
         only when the last run passed the convergence test.
     """
     params = params.copy()
+    solver = solver or default_solver(spec)
     linear = spec.expert == "linear"
     if linear and solve_experts_first:
         update_linear_experts(data, params, spec)
@@ -335,7 +345,7 @@ def grow_path(data, spec, max_experts, rng, **fit_params):
         yield result
 
 
-def fit_from_data(data, spec, n_experts, rng, *, solver=DEFAULT_SOLVER, max_iter=1000,
+def fit_from_data(data, spec, n_experts, rng, *, solver=None, max_iter=1000,
                   tol=1e-6, verbose=0):
     """The default fit: the best of :data:`N_STARTS` screened k-means starts.
 
@@ -353,6 +363,7 @@ def fit_from_data(data, spec, n_experts, rng, *, solver=DEFAULT_SOLVER, max_iter
         ``n_iter`` counts the iterations of the kept start, screening
         included.
     """
+    solver = solver or default_solver(spec)
     screen_spec = replace(spec, top_k=None)
     best = None
     for i in range(N_STARTS):

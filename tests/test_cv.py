@@ -143,4 +143,4 @@ def test_chooses_the_plain_cosine_router_where_short_rows_must_route_sharply():
                                random_state=0).fit(X, y)
     assert reg.router_ == "cosine" and reg.n_experts_ == 2
     scores = reg.cv_results_["mean_test_score"].reshape(2, 2)  # router x n_experts
-    assert scores[1, 1] > scores[0, 1] + 0.05
+    assert scores[1, 1] > scores[0, 1] + 0.02

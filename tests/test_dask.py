@@ -73,6 +73,7 @@ def fitted(X, y, w, **kwargs):
 
 
 @pytest.mark.parametrize("kwargs", [{"expert": "tanh", "temperature": 0.3},
+                                    {"expert": "linear", "temperature": 0.3},
                                     {"router": "linear", "expert": "linear",
                                      "temperature": 1.0}])
 def test_fit_by_chunks_matches_the_fit_in_memory(data, kwargs):

@@ -123,18 +123,15 @@ def test_fit_is_bit_for_bit_repeatable_for_a_seed():
     assert_array_equal(a.predict(X), b.predict(X))
 
 
-@pytest.mark.parametrize("router", ["cosine", "linear"])
+@pytest.mark.parametrize("router", ["perturbed_cosine", "cosine", "linear"])
 def test_integer_weights_fit_as_repeated_rows(router):
     # equal in exact arithmetic; rounding differs (sums over other rows), so
-    # only fits certified at a stationary point can be compared: the
-    # Gauss-Newton solver at a tight tol.  (Under the perturbed router these
-    # data's least squares lie on the atoms' bound, where no fit reaches the
-    # test; its objective and Gauss-Newton sums are compared in
-    # test_gauss_newton.py.)  Ignoring the weights would move the objective
+    # only fits certified at a stationary point can be compared: the default
+    # solver at a tight tol.  Ignoring the weights would move the objective
     # by several per cent.
     X, y, _ = model_data(router, 300, seed=5)
     w = np.random.default_rng(0).integers(0, 4, len(y))
-    fit = dict(router=router, solver="gauss-newton", tol=1e-10, random_state=0)
+    fit = dict(router=router, tol=1e-10, random_state=0)
     weighted = CosineMoERegressor(**fit).fit(X, y, sample_weight=w)
     repeated = CosineMoERegressor(**fit).fit(np.repeat(X, w, axis=0), np.repeat(y, w))
     assert weighted.converged_ and repeated.converged_

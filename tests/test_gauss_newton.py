@@ -176,6 +176,7 @@ def test_levenberg_marquardt_step_lowers_the_objective_as_predicted_when_small()
 
 
 @pytest.mark.parametrize("router,expert", [("linear", "linear"), ("cosine", "linear"),
+                                           ("perturbed_cosine", "linear"),
                                            ("linear", "tanh")])
 def test_gauss_newton_fits_certify_one_stationary_point(router, expert):
     # equal problems, equal answers: integer weights and repeated rows fitted

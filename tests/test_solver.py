@@ -151,22 +151,23 @@ def test_one_expert_of_the_grown_path_is_ridge_regression(data):
     assert second.loss < first.loss
 
 
-def test_fit_from_data_fits_the_best_screened_start(data):
+@pytest.mark.parametrize("solver", ["lbfgs", "gauss-newton"])
+def test_fit_from_data_fits_the_best_screened_start(data, solver):
     from sklearn_cosmoe._solver import N_STARTS, SCREEN_ITER
 
     X, y, w = data
     spec = MoESpec(temperature=0.3)
     rows = ArrayObjective(X, y, w)
-    result = fit_from_data(rows, spec, 3, np.random.default_rng(0))
+    result = fit_from_data(rows, spec, 3, np.random.default_rng(0), solver=solver)
     rng = np.random.default_rng(0)
     screened = [fit_least_squares(rows, initial_params(rows, spec, 3, rng,
                                                        linear_regime=i == 0),
-                                  spec, max_iter=SCREEN_ITER["lbfgs"])
+                                  spec, solver=solver, max_iter=SCREEN_ITER[solver])
                 for i in range(N_STARTS)]
     assert N_STARTS > 1
     best = min(screened, key=lambda r: r.loss)
     assert not best.converged  # the fixture needs the polishing run
-    polished = fit_least_squares(rows, best.params, spec)
+    polished = fit_least_squares(rows, best.params, spec, solver=solver)
     assert result.loss == polished.loss
     assert result.n_iter == best.n_iter + polished.n_iter
     assert result.converged and result.loss < min(r.loss for r in screened)
@@ -247,7 +248,8 @@ def test_fit_result_unpacks_as_the_former_tuple(data):
 class _OnlyTheInterface:
     """An objective that offers the solver its documented methods and nothing else."""
 
-    _METHODS = ("loss_and_gradient", "expert_normal_equations", "direction_sums", "gated",
+    _METHODS = ("loss_and_gradient", "gauss_newton", "expert_normal_equations",
+                "direction_sums", "gated",
                 "mean_square_norm", "preactivation_mean_squares", "output_moments",
                 "gated_squared_residuals")
 
