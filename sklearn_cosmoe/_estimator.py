@@ -297,7 +297,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
             # the rows stay on the workers, in chunks: what the client holds counts
             check_regressor_memory(type(self).__name__, 0, data.n_features,
                                    self.n_experts, None if np.ndim(y_mean) == 0
-                                   else len(y_mean), self.expert)
+                                   else len(y_mean), self.expert, self.solver)
             return self._fit_data(data, y_mean, y_scale, *first_chunk(data))
         check_numeric_target(y)
         X, y = validate_data(self, X, y, y_numeric=True, multi_output=True,
@@ -306,7 +306,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         check_x_magnitude(X)
         check_y_magnitude(y)
         check_regressor_memory(type(self).__name__, *X.shape, self.n_experts,
-                               None if y.ndim == 1 else y.shape[1], self.expert)
+                               None if y.ndim == 1 else y.shape[1], self.expert, self.solver)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                              ensure_non_negative=True)
         check_positive_total_weight(sample_weight)

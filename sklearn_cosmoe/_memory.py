@@ -14,7 +14,9 @@ input ``X`` excluded (the caller holds it already): they count every array
 of the sizes named below that the fit may hold at once.
 """
 
+from ._jacobian import GN_BLOCK
 from ._kernels import n_blocks
+from ._solvers import default_solver
 
 #: Largest estimated peak memory, in bytes, of the arrays of one fit (4 GiB).
 #: Read when a fit starts: set ``sklearn_cosmoe._memory.MEMORY_LIMIT`` to
@@ -31,6 +33,10 @@ _GRAM_COPIES = 4
 _ROW_ARRAYS = 3
 # L-BFGS-B keeps 10 pairs of parameter-sized vectors, plus a few more
 _LBFGS_VECTORS = 2 * 10 + 10
+# parameter-squared matrices of a Newton-type iteration alive at once: per
+# output the Gauss-Newton sums and the curvature, laid out, in the atoms'
+# basis, Schur-reduced, Jacobi-scaled and their eigenvectors (both models)
+_NEWTON_MATRICES = 12
 
 
 def _gib(n_bytes):
@@ -43,7 +49,7 @@ def _parameter_terms(n_rows, n_parameters):
 
 
 def regressor_fit_bytes(n_samples, n_features, n_experts, n_outputs=None,
-                        expert="linear"):
+                        expert="linear", solver="lbfgs"):
     """Upper bound of the peak memory of a :class:`CosineMoERegressor` fit.
 
     Parameters
@@ -54,12 +60,15 @@ def regressor_fit_bytes(n_samples, n_features, n_experts, n_outputs=None,
     expert : str
         Linear experts solve their normal equations (a Gram matrix of
         ``(k (d + 1))**2`` doubles); feed-forward experts do not.
+    solver : {"lbfgs", "gauss-newton", "auto"}
+        A Newton-type fit forms matrices of the parameters' number squared
+        (``"newton"``); ``"auto"`` is :func:`~sklearn_cosmoe._solvers.default_solver`'s.
 
     Returns
     -------
     dict
-        The bytes of each part (``"gram"``, ``"rows"``, ``"parameters"``)
-        and their ``"total"``, as Python ints (no overflow).
+        The bytes of each part (``"gram"``, ``"rows"``, ``"parameters"``,
+        ``"newton"``) and their ``"total"``, as Python ints (no overflow).
     """
     n, d, k = int(n_samples), int(n_features), int(n_experts)
     m = 1 if n_outputs is None else int(n_outputs)
@@ -70,6 +79,14 @@ def regressor_fit_bytes(n_samples, n_features, n_experts, n_outputs=None,
         parts["gram"] = (_GRAM_COPIES * width * width + width * (block_rows + m)) * _DOUBLE
     n_parameters = width * (m + 1) + 2 * m
     parts["parameters"] = _parameter_terms(n, n_parameters)
+    if solver == "auto":
+        solver = default_solver(expert, n_parameters)
+    parts["newton"] = 0
+    if solver == "gauss-newton":
+        one_output = 2 * width + 2
+        parts["newton"] = (_NEWTON_MATRICES * n_parameters ** 2
+                           + 2 * m * one_output ** 2
+                           + min(n, GN_BLOCK) * (one_output + 3 * (d + 1) ** 2)) * _DOUBLE
     parts["total"] = sum(parts.values())
     return parts
 
@@ -111,7 +128,9 @@ def check_fit_memory(parts, estimator_name, what, advice):
     meaning = {"gram": "the linear experts' normal equations, a Gram matrix of "
                        "(n_experts * (n_features + 1))**2 doubles",
                "rows": "per-row arrays of n_samples x n_experts entries",
-               "parameters": "the optimiser's parameter-sized vectors"}[largest]
+               "parameters": "the optimiser's parameter-sized vectors",
+               "newton": "the Newton-type solver's matrices of (number of parameters)**2 "
+                         "doubles"}[largest]
     raise ValueError(
         f"{estimator_name} with {what} would need about {_gib(parts['total'])} of "
         f"memory, more than the limit of {_gib(MEMORY_LIMIT)} "
@@ -121,10 +140,12 @@ def check_fit_memory(parts, estimator_name, what, advice):
 
 
 def check_regressor_memory(estimator_name, n_samples, n_features, n_experts, n_outputs,
-                           expert, *, expert_parameter="n_experts"):
+                           expert, solver="auto", *, expert_parameter="n_experts"):
     """:func:`check_fit_memory` of a regressor fit (or a path up to ``n_experts``)."""
-    parts = regressor_fit_bytes(n_samples, n_features, n_experts, n_outputs, expert)
+    parts = regressor_fit_bytes(n_samples, n_features, n_experts, n_outputs, expert, solver)
     advice = f"Use fewer experts ({expert_parameter})"
+    if parts["newton"]:
+        advice += ", solver='lbfgs' (it forms no matrix of the parameters)"
     if expert == "linear" and parts["gram"] >= parts["rows"]:
         advice += ", expert='tanh' (feed-forward experts form no Gram matrix)"
     advice += ", or fewer features (e.g. sklearn.decomposition.PCA in front)."

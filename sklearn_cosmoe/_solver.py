@@ -27,7 +27,7 @@ import numpy as np
 from ._experts import LINEARISATION
 from ._model import MoEParams
 from ._parallel import single_threaded_blas
-from ._solvers import SOLVERS, problem_for, update_linear_experts
+from ._solvers import SOLVERS, default_solver, problem_for, update_linear_experts
 
 _KMEANS_ITER = 10
 # k-means starts of the default fit, each fitted to convergence
@@ -42,18 +42,6 @@ _PREACTIVATION_SCALES = (1.0, 2.0, 4.0, 8.0, 16.0)
 #: best one on the objective is fitted to convergence: a Gauss-Newton
 #: iteration does the work of tens of L-BFGS ones.
 SCREEN_ITER = {"gauss-newton": 5, "lbfgs": 30}
-
-
-def default_solver(spec):
-    """The minimiser of ``solver="auto"`` (user guide :ref:`solver`).
-
-    ``"gauss-newton"`` for linear experts: eliminated, with Newton steps on
-    the router, it certifies its fits in tens of iterations.  ``"lbfgs"``
-    for feed-forward experts, whose least squares often lie at infinity (an
-    output scale growing without end): there Gauss-Newton does not reach its
-    test within the default iterations either, and costs more per iteration.
-    """
-    return "gauss-newton" if spec.expert == "linear" else "lbfgs"
 
 
 @dataclass
@@ -288,7 +276,7 @@ def fit_least_squares(data, params, spec, *, solver=None, max_iter=1000,
         only when the last run passed the convergence test.
     """
     params = params.copy()
-    solver = solver or default_solver(spec)
+    solver = solver or default_solver(spec.expert, spec.n_parameters(params.shape))
     linear = spec.expert == "linear"
     if linear and solve_experts_first:
         update_linear_experts(data, params, spec)
@@ -363,7 +351,8 @@ def fit_from_data(data, spec, n_experts, rng, *, solver=None, max_iter=1000,
         ``n_iter`` counts the iterations of the kept start, screening
         included.
     """
-    solver = solver or default_solver(spec)
+    solver = solver or default_solver(spec.expert,
+                                      spec.n_parameters((n_experts, data.n_features)))
     screen_spec = replace(spec, top_k=None)
     best = None
     for i in range(N_STARTS):

@@ -225,3 +225,33 @@ def test_dask_objective_gives_the_same_gauss_newton_sums():
     for a, b in zip(rows.gauss_newton(theta, params.shape, spec),
                     chunks.gauss_newton(theta, params.shape, spec)):
         assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_auto_takes_newton_for_linear_experts_up_to_its_parameter_bound():
+    from sklearn_cosmoe._solvers import NEWTON_MAX_PARAMETERS, default_solver
+
+    assert default_solver("linear", NEWTON_MAX_PARAMETERS) == "gauss-newton"
+    assert default_solver("linear", NEWTON_MAX_PARAMETERS + 1) == "lbfgs"
+    assert default_solver("tanh", 10) == "lbfgs"
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3))
+    y = X[:, 0] * (X[:, 1] > 0)
+    small = CosineMoERegressor(n_experts=2, random_state=0).fit(X, y)
+    assert np.isfinite(small.stationarity_) and small.stationarity_ <= small.tol
+    # 2 * 4 experts * (62 features + 1) router and expert parameters: past the bound
+    wide = np.hstack([X, rng.standard_normal((60, 59))])
+    big = CosineMoERegressor(n_experts=4, max_iter=5, random_state=0).fit(wide, y)
+    assert np.isnan(big.stationarity_)
+
+
+def test_newton_matrices_count_in_the_memory_bound():
+    from sklearn_cosmoe._memory import MEMORY_LIMIT, regressor_fit_bytes
+
+    # 4 experts on 2000 features: 16008 parameters, 2 GiB per matrix of them
+    newton = regressor_fit_bytes(3, 2000, 4, solver="gauss-newton")
+    assert newton["newton"] >= 12 * 16008 ** 2 * 8 and newton["total"] > MEMORY_LIMIT
+    assert regressor_fit_bytes(3, 2000, 4, solver="auto")["newton"] == 0
+    X = np.zeros((3, 2000))
+    X[:, 0] = 1.0
+    with pytest.raises(ValueError, match="solver='lbfgs'"):
+        CosineMoERegressor(n_experts=4, solver="gauss-newton").fit(X, np.arange(3.0))

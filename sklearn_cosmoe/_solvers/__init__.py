@@ -26,6 +26,25 @@ from ._problem import Minimum, Problem
 from ._stationarity import MIN_SCALE, QuadraticModel, relative_decrease
 
 SOLVERS = {"gauss-newton": gauss_newton, "lbfgs": lbfgs}
+#: Above this many parameters ``solver="auto"`` takes L-BFGS-B: a Newton-type
+#: iteration forms matrices of ``n_parameters**2`` entries and costs ``n_rows *
+#: n_parameters**2`` operations (4 experts on 60 features reach it).
+NEWTON_MAX_PARAMETERS = 500
+
+
+def default_solver(expert, n_parameters):
+    """The minimiser of ``solver="auto"`` (user guide :ref:`solver`).
+
+    ``"gauss-newton"`` for linear experts (eliminated, with Newton steps on
+    the router, it certifies its fits in tens of iterations) up to
+    :data:`NEWTON_MAX_PARAMETERS` parameters; else ``"lbfgs"``.  Feed-forward
+    experts' least squares often lie at infinity (an output scale growing
+    without end), where Gauss-Newton does not reach its test within the
+    default iterations either.
+    """
+    if expert == "linear" and n_parameters <= NEWTON_MAX_PARAMETERS:
+        return "gauss-newton"
+    return "lbfgs"
 
 
 def problem_for(solver, data, theta, shape, spec, free=None):
@@ -41,6 +60,6 @@ def problem_for(solver, data, theta, shape, spec, free=None):
     kind = Problem if spec.router == "linear" else AtomProblem
     return kind(data, theta, shape, spec, free, eliminate)
 
-__all__ = ["MIN_SCALE", "AtomProblem", "Minimum", "Problem", "QuadraticModel", "SOLVERS",
-           "lbfgs_with_restart", "problem_for", "relative_decrease",
-           "update_linear_experts"]
+__all__ = ["MIN_SCALE", "NEWTON_MAX_PARAMETERS", "AtomProblem", "Minimum", "Problem",
+           "QuadraticModel", "SOLVERS", "default_solver", "lbfgs_with_restart", "problem_for",
+           "relative_decrease", "update_linear_experts"]
