@@ -207,28 +207,33 @@ class MoEEstimatorMixin:
 
     def _warn_if_not_converged(self, result):
         if not result.converged:
-            warnings.warn(self._convergence_advice(result.reason), ConvergenceWarning)
+            # a Newton-type fit reads its stationarity, an L-BFGS-B one does not
+            lbfgs = not np.isfinite(getattr(result, "stationarity", np.nan))
+            warnings.warn(self._convergence_advice(result.reason, lbfgs), ConvergenceWarning)
 
-    def _convergence_advice(self, reason):
+    def _convergence_advice(self, reason, lbfgs=True):
         """The ConvergenceWarning's message for why the fit stopped early."""
         name = type(self).__name__
         scale = getattr(self, "_scaler_would_help", True)
+        search = ("the L-BFGS line search failed" if lbfgs
+                  else "no damped Newton step lowered the objective")
         if reason == "max_iter":
             return (
                 f"{name} did not converge in max_iter={self.max_iter} "
-                "L-BFGS iterations. Increase max_iter"
+                f"{'L-BFGS' if lbfgs else 'Newton'} iterations. "
+                "Increase max_iter"
                 + (", scale the features (StandardScaler)," if scale else "")
                 + " or increase alpha."
             )
         if self.top_k is not None:
             return (
-                f"{name} did not converge: the L-BFGS line search failed "
+                f"{name} did not converge: {search} "
                 f"on the top_k={self.top_k} objective, which jumps where two router "
                 "scores cross. Use dense gates (top_k=None), a larger top_k, or "
                 "n_init > 1 and compare init_losses_."
             )
         return (
-            f"{name} did not converge: the L-BFGS line search failed "
+            f"{name} did not converge: {search} "
             f"before the tolerance test (tol={self.tol}) passed; the objective is "
             "flat to rounding error along the search direction. Increase tol, "
             "or increase alpha (over-specified fits drift along flat directions)"

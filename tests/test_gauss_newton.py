@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
+from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_cosmoe import CosineMoERegressor
 from sklearn_cosmoe._jacobian import finish_gauss_newton, gauss_newton_sums
@@ -240,8 +241,11 @@ def test_auto_takes_newton_for_linear_experts_up_to_its_parameter_bound():
     assert np.isfinite(small.stationarity_) and small.stationarity_ <= small.tol
     # 2 * 4 experts * (62 features + 1) router and expert parameters: past the bound
     wide = np.hstack([X, rng.standard_normal((60, 59))])
-    big = CosineMoERegressor(n_experts=4, max_iter=5, random_state=0).fit(wide, y)
+    with pytest.warns(ConvergenceWarning, match="max_iter=5 L-BFGS iterations"):
+        big = CosineMoERegressor(n_experts=4, max_iter=5, random_state=0).fit(wide, y)
     assert np.isnan(big.stationarity_)
+    with pytest.warns(ConvergenceWarning, match="max_iter=2 Newton iterations"):
+        CosineMoERegressor(n_experts=2, max_iter=2, random_state=0).fit(X, y)
 
 
 def test_newton_matrices_count_in_the_memory_bound():
