@@ -197,7 +197,9 @@ def test_gauss_newton_fits_certify_one_stationary_point(router, expert):
     assert_allclose(weighted.loss_, repeated.loss_, rtol=1e-9)
     loose = CosineMoERegressor(tol=1e-6, **fit).fit(X, y, sample_weight=w)
     assert loose.converged_ and loose.n_iter_ <= weighted.n_iter_
-    assert 0 <= loose.loss_ - weighted.loss_ <= 2e-6 * weighted.loss_
+    # (loss_ is the objective without the eliminated experts' jitter term,
+    # which the minimised function includes: it may end a hair either way)
+    assert abs(loose.loss_ - weighted.loss_) <= 2e-6 * weighted.loss_
 
 
 def test_lbfgs_stops_on_an_objective_unbounded_below():

@@ -8,6 +8,13 @@ from scipy import linalg
 JITTER = 1e-10
 
 
+def expert_jitter(data):
+    """:data:`JITTER` times the mean of ``|x|^2 + 1`` over the features and the
+    intercept: the scale of the normal equations' diagonal, the same at every
+    gate (so the function a solver minimises does not change as the gates move)."""
+    return JITTER * (data.mean_square_norm() + 1.0) / (data.n_features + 1)
+
+
 def update_linear_experts(data, params, spec):
     """Set the expert parameters to the exact weighted ridge least squares.
 
@@ -24,8 +31,7 @@ def solve_linear_experts(data, params, spec, jitter=None):
 
     Returns ``(params, jitter)``: the experts minimise the objective plus
     ``jitter / 2`` times the squared norm of all their parameters
-    (intercepts included); ``jitter`` None is :data:`JITTER` times the mean
-    diagonal entry of the normal equations.
+    (intercepts included); ``jitter`` None is :func:`expert_jitter`.
     """
     k, d = params.shape
     gram, rhs = data.expert_normal_equations(params, spec)
@@ -37,7 +43,7 @@ def solve_linear_experts(data, params, spec, jitter=None):
     for i in range(k):
         penalty[i * p:i * p + d] = spec.alpha
     if jitter is None:  # a tiny relative jitter keeps experts without data determined
-        jitter = JITTER * max(np.trace(gram) / gram.shape[0], 1e-300)
+        jitter = max(expert_jitter(data), 1e-300)
     gram[np.diag_indices_from(gram)] += penalty + jitter
     try:
         coef = linalg.solve(gram, rhs, assume_a="pos")

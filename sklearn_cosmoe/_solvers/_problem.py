@@ -7,7 +7,7 @@ import numpy as np
 from scipy import linalg
 
 from .._model import MoEParams
-from ._linear_experts import solve_linear_experts
+from ._linear_experts import expert_jitter, solve_linear_experts
 from ._stationarity import QuadraticModel, relative_decrease
 
 
@@ -42,8 +42,8 @@ class Problem:
     router's parameters alone, and the model is the Gauss-Newton matrix's
     Schur complement on them (Kaufman's approximation of the projected
     problem's).  The function minimised is then the objective plus the
-    experts' solve's :data:`~._linear_experts.JITTER` term (its weight fixed at
-    the start): with it, its
+    experts' solve's jitter term (:func:`~._linear_experts.expert_jitter`,
+    the same at every point): with it, its
     gradient is the objective's gradient in the router exactly (the experts
     minimise it), however badly the data determine some expert direction.
     """
@@ -61,6 +61,7 @@ class Problem:
             self.free = np.zeros(self._theta.size, bool)
             self.free[:self._router] = True
         self._solved = None  # (the free entries, theta with their experts, jitter)
+        self._jitter = expert_jitter(data) if eliminate else None
 
     @property
     def start(self):
@@ -78,9 +79,9 @@ class Problem:
         if not self.eliminate:
             return theta, 0.0
         # one jitter for every point: the function minimised must not change
-        jitter = None if self._solved is None else self._solved[2]
         params, jitter = solve_linear_experts(
-            self.data, MoEParams.from_vector(theta, self.shape, self.spec), self.spec, jitter)
+            self.data, MoEParams.from_vector(theta, self.shape, self.spec), self.spec,
+            self._jitter)
         theta = params.to_vector(self.spec)
         self._solved = (sub.copy(), theta.copy(), jitter)
         return theta, jitter
