@@ -31,7 +31,7 @@ RCOND = 1e-10
 
 
 class QuadraticModel:
-    """The model at a point: the Gauss-Newton decrement, and damped steps.
+    """The model at a point: its decrement, and damped steps.
 
     Parameters
     ----------
@@ -49,7 +49,8 @@ class QuadraticModel:
         curvature`` with its eigenvalues taken in absolute value (a
         direction of negative curvature is a direction of descent, not of
         ascent: the saddle-free Newton step), and its model predicts their
-        decrease.  None: Gauss-Newton steps.
+        decrease; the decrement is the larger of the two models'.  None:
+        Gauss-Newton steps.
     """
 
     def __init__(self, gradient, hessian, basis=None, curvature=None):
@@ -60,7 +61,8 @@ class QuadraticModel:
         self._scale = scale
         self._basis = basis
         values, vectors, coef = _scaled_eigen(hessian, gradient, scale)
-        #: ``g^T H^+ g / 2``, the decrease a full Gauss-Newton step predicts
+        #: ``g^T H^+ g / 2``, the decrease a full Gauss-Newton step predicts (or
+        #: the exact Hessian's, ``g^T |H|^+ g / 2``, where it is larger)
         self.decrease = 0.5 * float(np.sum(coef ** 2 / values))
         #: the largest scaled eigenvalue of the Gauss-Newton matrix (0 for a
         #: model without identified directions): the unit of the damping
@@ -68,6 +70,8 @@ class QuadraticModel:
         if curvature is not None:
             values, vectors, coef = _scaled_eigen(hessian + curvature, gradient, scale,
                                                   self.largest)
+            self.decrease = max(self.decrease,
+                                0.5 * float(np.sum(coef ** 2 / np.abs(values))))
         self._values, self._vectors, self._coef = values, vectors, coef
 
     def step(self, damping):
