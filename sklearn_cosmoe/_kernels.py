@@ -246,6 +246,28 @@ def direction_cluster_sums(X, x_norms, sample_weight, centres):
     return sums
 
 
+def gated_design(X, y, sample_weight, gates):
+    """The weighted gated features of every row, for the experts' least squares
+    in the row space when the rows are fewer than the unknowns.
+
+    Returns ``(features, targets)``: ``features[:, n] = sqrt(w_n) z_n`` of
+    shape ``(k (d + 1), n)`` (``z_n`` of :func:`gated_gram`) and
+    ``sqrt(w_n) y_n`` of shape ``(n,)`` or ``(n, m)``.
+    """
+    X = _matrix("X", X)
+    n, d = X.shape
+    y = np.asarray(y)
+    targets = _vector("y", y, n)[:, None] if y.ndim == 1 else _matrix("y", y, n_rows=n)
+    sample_weight = _vector("sample_weight", sample_weight, n)
+    gates = _matrix("gates", gates, n_rows=n)
+    features = np.empty((gates.shape[1] * (d + 1), n))
+    rhs = np.zeros((features.shape[0], targets.shape[1]))
+    compiled(_jit_tiles.gated_features, _SIG_FEATURES)(X, targets, sample_weight, gates, 0, n,
+                                                       features, rhs)
+    root_weight = np.sqrt(sample_weight)
+    return features, (root_weight * y.T).T
+
+
 def gated_gram(X, y, sample_weight, gates):
     """Normal equations of linear experts with fixed gates.
 

@@ -4,7 +4,8 @@ A fit's memory grows with the number of experts ``k``, of features ``d``, of
 rows ``n``, of outputs ``m`` and of classes ``C``, and some of it does not
 depend on ``n`` at all: the normal equations of linear experts are a Gram
 matrix of ``(k (d + 1))**2`` doubles, 1.8 GB for 4 experts on 2000 features
-whatever the number of rows.  A configuration that would need more than
+whatever the number of rows beyond that width (with fewer rows, the experts
+are solved in the row space: ``n**2``).  A configuration that would need more than
 :data:`MEMORY_LIMIT` bytes is refused by a ``ValueError`` that says how much
 it would need and what to change, instead of running for minutes and then
 exhausting the machine (user guide :ref:`memory`).
@@ -55,11 +56,14 @@ def regressor_fit_bytes(n_samples, n_features, n_experts, n_outputs=None,
     Parameters
     ----------
     n_samples, n_features, n_experts : int
+        ``n_samples`` 0 for rows on a cluster (their experts' solve forms
+        the Gram matrix).
     n_outputs : int or None
         ``None`` for a 1-d ``y``.
     expert : str
         Linear experts solve their normal equations (a Gram matrix of
-        ``(k (d + 1))**2`` doubles); feed-forward experts do not.
+        ``(k (d + 1))**2`` doubles, or with fewer rows than that width, a
+        system of the rows, ``n**2``); feed-forward experts do not.
     solver : {"lbfgs", "gauss-newton", "auto"}
         A Newton-type fit forms matrices of the parameters' number squared
         (``"newton"``); ``"auto"`` is :func:`~sklearn_cosmoe._solvers.default_solver`'s.
@@ -74,7 +78,11 @@ def regressor_fit_bytes(n_samples, n_features, n_experts, n_outputs=None,
     m = 1 if n_outputs is None else int(n_outputs)
     width = k * (d + 1)
     parts = {"gram": 0, "rows": _ROW_ARRAYS * n * k * (m + 1) * _DOUBLE}
-    if expert == "linear":
+    if expert == "linear" and 0 < n < width:
+        # fewer rows than unknowns: the solve is in the row space (features
+        # and their scaled copy, the rows' system and its factorisation)
+        parts["gram"] = (2 * width * (n + m) + 2 * n * n) * _DOUBLE
+    elif expert == "linear":
         block_rows = -(-n // n_blocks(max(n, 1)))
         parts["gram"] = (_GRAM_COPIES * width * width + width * (block_rows + m)) * _DOUBLE
     n_parameters = width * (m + 1) + 2 * m
@@ -126,7 +134,8 @@ def check_fit_memory(parts, estimator_name, what, advice):
         return
     largest = max((name for name in parts if name != "total"), key=parts.get)
     meaning = {"gram": "the linear experts' normal equations, a Gram matrix of "
-                       "(n_experts * (n_features + 1))**2 doubles",
+                       "(n_experts * (n_features + 1))**2 doubles (or of n_samples**2 "
+                       "with fewer rows)",
                "rows": "per-row arrays of n_samples x n_experts entries",
                "parameters": "the optimiser's parameter-sized vectors",
                "newton": "the Newton-type solver's matrices of (number of parameters)**2 "

@@ -20,6 +20,9 @@ per-chunk kernel calls made on the workers.  An objective has:
 ``expert_normal_equations(params, spec)``
     The normal equations of linear experts under the gates of ``params``,
     un-normalised: :func:`sklearn_cosmoe._kernels.gated_gram`.
+``n_rows``, ``expert_design(params, spec)`` (in memory only)
+    The weighted gated features themselves, for the experts' least squares
+    in the row space when the rows are fewer than the unknowns.
 ``direction_sums(centres)``
     One step of weighted spherical k-means on the rows' directions.
 ``gated(params, spec, expert)``
@@ -113,6 +116,17 @@ class ArrayObjective:
         """
         gates = gate_weights(self.X, params, spec, self.x_norms)
         return _kernels.gated_gram(self.X, self.y, self.sample_weight, gates)
+
+    @property
+    def n_rows(self):
+        return self.X.shape[0]
+
+    def expert_design(self, params, spec):
+        """``(features, targets)``: the weighted gated features of every row,
+        ``(k (d + 1), n)``, and ``sqrt(w_n) y_n`` (:func:`~sklearn_cosmoe._kernels.gated_design`),
+        for the experts' least squares in the row space (fewer rows than unknowns)."""
+        gates = gate_weights(self.X, params, spec, self.x_norms)
+        return _kernels.gated_design(self.X, self.y, self.sample_weight, gates)
 
     def direction_sums(self, centres):
         """``(k, d)`` sums of ``w_n x_n / |x_n|`` over the rows nearest each centre.

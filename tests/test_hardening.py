@@ -178,21 +178,52 @@ def test_configurations_beyond_the_memory_bound_fail_at_once(no_numerical_work, 
 
 
 def test_many_features_name_the_gram_matrix_and_tanh(no_numerical_work):
-    """3 rows x 1e5 features: the Gram matrix alone is 1.2 TiB."""
+    """12100 rows x 600 features, 20 experts: the Gram matrix alone is 1.1 GiB, 4 copies."""
+    X_wide = np.ones((12100, 600))
+    X_wide[0, 0] = 2.0
+    y = np.zeros(12100)
+    y[0] = 1.0
+    with pytest.raises(ValueError, match="Gram matrix.*expert='tanh'.*fewer features"):
+        CosineMoERegressor(n_experts=20).fit(X_wide, y)
+
+
+def test_newton_matrices_beyond_the_bound_advise_lbfgs(no_numerical_work):
+    """3 rows x 1e5 features: a Newton-type fit's matrices of 8e5 parameters squared."""
     X_wide = np.ones((3, 10**5))
     X_wide[0, 0] = 2.0
-    with pytest.raises(ValueError, match="Gram matrix.*expert='tanh'.*fewer features"):
-        CosineMoERegressor().fit(X_wide, [0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="Newton-type solver's matrices.*solver='lbfgs'"):
+        CosineMoERegressor(solver="gauss-newton").fit(X_wide, [0.0, 1.0, 2.0])
 
 
 def test_memory_estimate_follows_the_gram_matrix_and_the_rows():
-    linear = _memory.regressor_fit_bytes(200, 2000, 4)
+    linear = _memory.regressor_fit_bytes(10_000, 2000, 4)
     assert linear["gram"] >= 4 * (4 * 2001) ** 2 * 8
+    # fewer rows than the experts' unknowns: the row space, no Gram matrix
+    few_rows = _memory.regressor_fit_bytes(200, 2000, 4)["gram"]
+    assert 200 ** 2 * 8 < few_rows < 2 * 4 * 2001 * 201 * 8 + 2 * 200 ** 2 * 8 + 1
     assert _memory.regressor_fit_bytes(200, 2000, 4, expert="tanh")["gram"] == 0
     rows = _memory.classifier_fit_bytes(10**6, 4, 8, 3)["rows"]
     assert rows >= 10**6 * 8 * 3 * 8
     # the regressor fit that peaked at 1.8 GB is allowed under the bound
     assert linear["total"] < _memory.MEMORY_LIMIT
+
+
+def test_fewer_rows_than_unknowns_fit_without_the_gram_matrix():
+    """200 rows x 2000 features, 4 experts: the Gram path peaked at 1.8 GB."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    X_wide = rng.standard_normal((200, 2000))
+    y = X_wide[:, 0] + np.abs(X_wide[:, 1])
+    tracemalloc.start()
+    try:
+        model = quiet_fit(CosineMoERegressor(n_experts=4, max_iter=5, random_state=0),
+                          X_wide, y)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 * 2**20
+    assert model.score(X_wide, y) > 0.99  # 16008 parameters on 200 rows interpolate
 
 
 def test_memory_limit_is_read_when_a_fit_starts(monkeypatch, no_numerical_work):

@@ -308,3 +308,35 @@ def test_array_objective_moments_against_numpy(data):
     gated = rows.gated(params, spec, 1)
     assert_allclose(gated.sample_weight, w * gates[:, 1])
     assert gated.X is X
+
+
+class _GramOnly:
+    """The same rows without ``n_rows``: the experts' solve takes the Gram matrix."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        if name in ("n_rows", "expert_design"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+@pytest.mark.parametrize("n_outputs", [None, 2])
+def test_row_space_solve_of_the_experts_equals_the_normal_equations(n_outputs):
+    # 20 rows, 3 experts x 16 unknowns: the row space; zero weights included
+    from sklearn_cosmoe._solvers import update_linear_experts
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 15))
+    y = rng.standard_normal(20 if n_outputs is None else (20, n_outputs))
+    w = rng.uniform(0.5, 2.0, 20)
+    w[:3] = 0.0
+    spec = MoESpec(alpha=0.01, n_outputs=n_outputs)
+    rows = ArrayObjective(X, np.asfortranarray(y), w)
+    start = initial_params(rows, spec, 3, np.random.default_rng(1))
+    by_rows = update_linear_experts(rows, start.copy(), spec)
+    by_gram = update_linear_experts(_GramOnly(rows), start.copy(), spec)
+    assert_allclose(by_rows.expert_coef, by_gram.expert_coef, rtol=1e-7, atol=1e-9)
+    assert_allclose(by_rows.expert_intercept, by_gram.expert_intercept, rtol=1e-7, atol=1e-9)
+    assert np.abs(by_rows.expert_coef).max() > 0.1

@@ -31,26 +31,50 @@ def solve_linear_experts(data, params, spec, jitter=None):
 
     Returns ``(params, jitter)``: the experts minimise the objective plus
     ``jitter / 2`` times the squared norm of all their parameters
-    (intercepts included); ``jitter`` None is :func:`expert_jitter`.
+    (intercepts included); ``jitter`` None is :func:`expert_jitter`.  With
+    fewer rows than unknowns (and the rows in memory) the solve is in the row
+    space (:func:`_row_space_solve`): no Gram matrix of the unknowns is formed.
     """
     k, d = params.shape
-    gram, rhs = data.expert_normal_equations(params, spec)
-    total = data.total_weight
-    gram /= total
-    rhs /= total
     p = d + 1
-    penalty = np.zeros(k * p)
-    for i in range(k):
-        penalty[i * p:i * p + d] = spec.alpha
     if jitter is None:  # a tiny relative jitter keeps experts without data determined
         jitter = max(expert_jitter(data), 1e-300)
-    gram[np.diag_indices_from(gram)] += penalty + jitter
-    try:
-        coef = linalg.solve(gram, rhs, assume_a="pos")
-    except (linalg.LinAlgError, ValueError):
-        coef = linalg.lstsq(gram, rhs)[0]
+    penalty = np.full(k * p, jitter)
+    for i in range(k):
+        penalty[i * p:i * p + d] += spec.alpha
+    if getattr(data, "n_rows", np.inf) < k * p:
+        coef = _row_space_solve(*data.expert_design(params, spec), penalty,
+                                data.total_weight)
+    else:
+        gram, rhs = data.expert_normal_equations(params, spec)
+        total = data.total_weight
+        gram /= total
+        rhs /= total
+        gram[np.diag_indices_from(gram)] += penalty
+        try:
+            coef = linalg.solve(gram, rhs, assume_a="pos")
+        except (linalg.LinAlgError, ValueError):
+            coef = linalg.lstsq(gram, rhs)[0]
     # one column per output: (k, d + 1) or (k, d + 1, m)
-    coef = coef.reshape(k, p, *rhs.shape[1:])
+    coef = coef.reshape(k, p, *coef.shape[1:])
     params.expert_coef = np.moveaxis(coef[:, :d], 1, -1).copy()
     params.expert_intercept = coef[:, d].copy()
     return params, jitter
+
+
+def _row_space_solve(features, targets, penalty, total):
+    """``argmin_c |F c - t|^2 / (2 W) + c^T D c / 2`` through the ``n x n`` system.
+
+    ``features`` is ``F^T`` (unknowns x rows), ``targets`` is ``t``, ``penalty``
+    the diagonal ``D`` (positive) and ``total`` is ``W``.  The identity
+    ``(F^T F / W + D)^{-1} F^T t / W = D^{-1} F^T (F D^{-1} F^T + W I)^{-1} t``
+    needs the rows' Gram matrix ``n x n`` only.
+    """
+    scaled = features / penalty[:, None]
+    system = features.T @ scaled
+    system[np.diag_indices_from(system)] += total
+    try:
+        dual = linalg.solve(system, targets, assume_a="pos")
+    except (linalg.LinAlgError, ValueError):
+        dual = linalg.lstsq(system, targets)[0]
+    return scaled @ dual
