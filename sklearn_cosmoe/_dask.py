@@ -31,7 +31,7 @@ from ._model import (gates_and_experts, loss_kernel_args, params_of_vector, pena
                      row_norms)
 from ._objective import ArrayObjective
 from ._validation import (_power_of_two_below, check_positive_total_weight,
-                          check_x_magnitude)
+                          check_x_magnitude, check_y_magnitude)
 
 
 def _sum_in_order(parts):
@@ -308,6 +308,7 @@ def fit_inputs(estimator, X, y, sample_weight):
     x_min, w_min = ranges[:, :2].min(axis=0)
     x_max, w_max, y_largest = ranges[:, 2:].max(axis=0)
     check_x_magnitude(np.array([x_min, x_max]))
+    check_y_magnitude(np.array([y_largest]))
     if w_min < 0:
         raise ValueError("Negative values in data passed to sample_weight.")
     check_positive_total_weight(np.array([w_max]))

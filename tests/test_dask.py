@@ -206,6 +206,18 @@ def test_bad_dask_inputs_get_clear_errors(data, make_inputs, match):
         CosineMoERegressor().fit(*make_inputs(Xd, yd))
 
 
+def test_a_target_too_large_for_its_predictions_is_refused_as_in_memory(data):
+    X, y, w = data
+    y = y.copy()
+    y[700] = 1e300
+    message = "y's largest absolute value is 1e[+]300"
+    with pytest.raises(ValueError, match=message):
+        CosineMoERegressor().fit(X, y)
+    with dask.config.set(scheduler="sync"):
+        with pytest.raises(ValueError, match=message):
+            CosineMoERegressor().fit(*chunked(X, y, w))
+
+
 def test_numpy_inputs_are_chunked_as_the_dask_ones(data, in_this_process):
     X, y, w = data
     Xd, yd, wd = chunked(X, y, w)
