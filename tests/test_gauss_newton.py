@@ -261,3 +261,22 @@ def test_newton_matrices_count_in_the_memory_bound():
     X[:, 0] = 1.0
     with pytest.raises(ValueError, match="solver='lbfgs'"):
         CosineMoERegressor(n_experts=4, solver="gauss-newton").fit(X, np.arange(3.0))
+
+
+def test_a_dead_expert_neither_blocks_nor_moves_a_certified_fit():
+    # a third expert whose gates are about e^-80 of the others': the objective
+    # cannot see it, and its scaled gradient would promise a revival that no
+    # quadratic step delivers; the fit certifies the other two and leaves it
+    from sklearn_cosmoe._solver import fit_least_squares
+
+    X, y, _ = make_cosine_moe(400, 3, 2, router="perturbed_cosine", noise=0.1,
+                              random_state=3)
+    rows = ArrayObjective(X, (y - y.mean()) / y.std(), np.ones(len(y)))
+    spec = MoESpec(router="perturbed_cosine", alpha=1e-4)
+    rng = np.random.default_rng(0)
+    start = MoEParams(rng.standard_normal((3, 3)), np.array([0.0, 0.0, -80.0]),
+                      np.zeros((3, 3)), np.zeros(3))
+    result = fit_least_squares(rows, start, spec, solver="gauss-newton")
+    assert result.converged and result.stationarity <= 1e-6
+    assert result.params.gate_intercept[2] == -80.0
+    assert_allclose(result.params.gate_coef[2], start.gate_coef[2], rtol=1e-12)

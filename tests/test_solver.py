@@ -337,6 +337,8 @@ def test_row_space_solve_of_the_experts_equals_the_normal_equations(n_outputs):
     start = initial_params(rows, spec, 3, np.random.default_rng(1))
     by_rows = update_linear_experts(rows, start.copy(), spec)
     by_gram = update_linear_experts(_GramOnly(rows), start.copy(), spec)
-    assert_allclose(by_rows.expert_coef, by_gram.expert_coef, rtol=1e-7, atol=1e-9)
-    assert_allclose(by_rows.expert_intercept, by_gram.expert_intercept, rtol=1e-7, atol=1e-9)
+    # the Gram matrix of 17 weighted rows for 48 unknowns is singular but for
+    # the ridge and the 1e-10 jitter: its solve is good to about 1e-6
+    assert_allclose(by_rows.expert_coef, by_gram.expert_coef, rtol=1e-5, atol=1e-7)
+    assert_allclose(by_rows.expert_intercept, by_gram.expert_intercept, rtol=1e-5, atol=1e-7)
     assert np.abs(by_rows.expert_coef).max() > 0.1

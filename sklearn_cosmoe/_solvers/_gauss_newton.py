@@ -50,18 +50,26 @@ def gauss_newton(problem, max_iter, tol):
             return Minimum(theta, loss, n_iter, "max_iter", stationarity)
         if damping is None:
             damping = INITIAL_DAMPING * model.largest
-        for _ in range(MAX_TRIES):
-            step, predicted = model.step(damping)
-            trial = problem.move(theta, step)
-            trial_loss = problem.loss(trial)
-            ratio = (loss - trial_loss) / predicted if predicted > 0 else -math.inf
-            if np.isfinite(trial_loss) and ratio > ACCEPT_RATIO:
-                theta, loss = trial, trial_loss
-                damping *= max(1.0 / 3.0, 1.0 - (2.0 * ratio - 1.0) ** 3)
-                growth = 2.0
-                break
-            damping *= growth
-            growth *= 2.0
+        # the exact Hessian's steps first; where none is taken (a direction whose
+        # curvature the quadratic model misjudges, such as a dead expert's gate,
+        # which grows exponentially), the Gauss-Newton matrix's from the same damping
+        for gauss_newton_steps in ((False, True) if model.has_curvature else (True,)):
+            tried, tried_growth = damping, growth
+            for _ in range(MAX_TRIES):
+                step, predicted = model.step(tried, gauss_newton_steps)
+                trial = problem.move(theta, step)
+                trial_loss = problem.loss(trial)
+                ratio = (loss - trial_loss) / predicted if predicted > 0 else -math.inf
+                if np.isfinite(trial_loss) and ratio > ACCEPT_RATIO:
+                    break
+                tried *= tried_growth
+                tried_growth *= 2.0
+            else:
+                continue
+            theta, loss = trial, trial_loss
+            damping = tried * max(1.0 / 3.0, 1.0 - (2.0 * ratio - 1.0) ** 3)
+            growth = 2.0
+            break
         else:
             return Minimum(theta, loss, n_iter, "line_search", stationarity)
     raise AssertionError("unreachable: the loop returns at max_iter")

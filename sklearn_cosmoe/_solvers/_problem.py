@@ -10,6 +10,10 @@ from .._model import MoEParams
 from ._linear_experts import expert_jitter, solve_linear_experts
 from ._stationarity import QuadraticModel, relative_decrease
 
+#: Relative Gauss-Newton curvature of a gate intercept below which its expert is
+#: dead (gates of about 1e-12 of the others', squared): its router takes no part.
+DEAD_EXPERT = 1e-24
+
 
 @dataclass
 class Minimum:
@@ -125,6 +129,12 @@ class Problem:
         curvature = sums[3] if exact else None
         grad, hess, curvature = self._on_free(sub, grad, hess, curvature)
         along = None if subspace is None else subspace(sub, grad)
+        dead = self._dead_router(hess)
+        if dead is not None:  # the steps keep off the dead experts' router
+            basis, sphere = along if along is not None else (np.eye(grad.size),
+                                                             np.zeros(grad.size))
+            alive = ~np.any(basis[dead] != 0, axis=0)
+            along = basis[:, alive], sphere[alive]
         if along is None:
             return loss, QuadraticModel(grad, hess, None, curvature)
         basis, sphere = along
@@ -136,6 +146,29 @@ class Problem:
             curvature = basis.T @ curvature @ basis
             curvature[np.diag_indices_from(curvature)] += np.minimum(sphere, 0.0)
         return loss, QuadraticModel(grad, hess, basis, curvature)
+
+    def _dead_router(self, hess):
+        """Mask of the free entries of dead experts' router parameters, or None if none.
+
+        An expert is dead when the Gauss-Newton curvature of its gate intercept
+        is below :data:`DEAD_EXPERT` times the largest intercept's (its gates
+        are about ``1e-12`` of the others' or less: the objective does not see
+        it to rounding, and its scaled gradient would promise a revival that a
+        quadratic model cannot deliver).  Intercepts are in the scores' units
+        whatever the features', so the test does not depend on them.
+        """
+        k, d = self.shape[0], self.shape[-1]
+        if not self.free[:k * d + k].all():
+            return None
+        intercepts = np.diag(hess)[k * d:k * d + k]
+        dead = intercepts <= DEAD_EXPERT * intercepts.max()
+        if not dead.any():
+            return None
+        mask = np.zeros(hess.shape[0], bool)
+        for i in np.flatnonzero(dead):
+            mask[i * d:(i + 1) * d] = True
+            mask[k * d + i] = True
+        return mask
 
     def _on_free(self, sub, grad, hess, curvature=None):
         """The gradient, Gauss-Newton matrix and residual curvature on the free

@@ -64,6 +64,7 @@ class QuadraticModel:
         #: ``g^T H^+ g / 2``, the decrease a full Gauss-Newton step predicts (or
         #: the exact Hessian's, ``g^T |H|^+ g / 2``, where it is larger)
         self.decrease = 0.5 * float(np.sum(coef ** 2 / values))
+        self._gauss_newton = (values, vectors, coef)
         #: the largest scaled eigenvalue of the Gauss-Newton matrix (0 for a
         #: model without identified directions): the unit of the damping
         self.largest = float(values[-1]) if values.size else 0.0
@@ -74,13 +75,21 @@ class QuadraticModel:
                                 0.5 * float(np.sum(coef ** 2 / np.abs(values))))
         self._values, self._vectors, self._coef = values, vectors, coef
 
-    def step(self, damping):
+    @property
+    def has_curvature(self):
+        """Whether the steps are the exact Hessian's (a Gauss-Newton fallback exists)."""
+        return self._gauss_newton[0] is not self._values
+
+    def step(self, damping, gauss_newton=False):
         """The Levenberg-Marquardt step for ``damping`` (in the scaled metric) and the
-        decrease the model predicts for it."""
-        size = np.abs(self._values) + damping
-        step = -self._scale * (self._vectors @ (self._coef / size))
+        decrease the model predicts for it; the Gauss-Newton matrix's step with
+        ``gauss_newton``."""
+        values, vectors, coef = (self._gauss_newton if gauss_newton
+                                 else (self._values, self._vectors, self._coef))
+        size = np.abs(values) + damping
+        step = -self._scale * (vectors @ (coef / size))
         # g^T s + s^T H s / 2 along each eigenvector, with s = -c / (|lambda| + damping)
-        predicted = float(np.sum(self._coef ** 2 * (1.0 - 0.5 * self._values / size) / size))
+        predicted = float(np.sum(coef ** 2 * (1.0 - 0.5 * values / size) / size))
         if self._basis is not None:
             step = self._basis @ step
         return step, predicted
