@@ -40,13 +40,10 @@ from .datasets import make_cosine_moe
 def _models(temperature, alpha):
     models = {"RidgeCV": make_pipeline(StandardScaler(), RidgeCV())}
     for router in ("perturbed_cosine", "cosine", "linear"):
-        # sharp gates (T = 0.2) can take L-BFGS more than the default 1000
-        # iterations to pass the relative stopping rule (user guide: solver)
         models[router] = make_pipeline(
             StandardScaler(),
             CosineMoERegressorCV(max_experts=4, cv=3, router=router,
-                                 temperatures=[temperature], alpha=alpha,
-                                 max_iter=3000, random_state=0),
+                                 temperatures=[temperature], alpha=alpha, random_state=0),
         )
     return models
 

@@ -89,7 +89,7 @@ est = moe[-1]
 print("gate_coef_ (one row per expert):\n", np.round(est.gate_coef_, 2))
 print("gate_intercept_:", np.round(est.gate_intercept_, 2))
 print("expert_coef_:\n", np.round(est.expert_coef_, 2))
-print(f"converged: {est.converged_}, L-BFGS iterations: {est.n_iter_}, "
+print(f"converged: {est.converged_}, iterations: {est.n_iter_}, "
       f"training objective: {est.loss_:.4f}")
 print("test rows per expert:", np.bincount(expert, minlength=3))
 plt.show()
