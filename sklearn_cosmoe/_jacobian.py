@@ -31,7 +31,7 @@ import numpy as np
 from scipy.linalg import blas
 from scipy.special import ndtr
 
-from ._model import _outputs, _prepare, gates_and_experts
+from ._model import _outputs, _prepare, add_ridge, gates_and_experts
 
 #: Rows per block of :func:`gauss_newton_sums`: one block's Jacobian (rows x
 #: parameters) stays small beside the Gauss-Newton matrix it updates.
@@ -299,28 +299,7 @@ def finish_gauss_newton(sums, params, spec, atoms=False):
         gradient[:kd] = chain @ gradient[:kd]
         hessian[:kd] = chain @ hessian[:kd]
         hessian[:, :kd] = hessian[:, :kd] @ chain
-    loss = _add_ridge(loss, gradient, hessian, params, spec)
+    loss = add_ridge(loss, gradient, params, spec, hessian)
     if exact:
         return loss, gradient, hessian, placed(curvature_parts)
     return loss, gradient, hessian
-
-
-def _add_ridge(loss, gradient, hessian, params, spec):
-    """The ridge terms of :func:`~sklearn_cosmoe._model.penalised`, with their
-    curvature; ``gradient`` and ``hessian`` in place, the loss returned."""
-    if not spec.alpha > 0:
-        return loss
-    a = spec.alpha
-    k, d = params.shape
-    kd = k * d
-    coef = params.expert_coef.ravel()
-    ridge = np.arange(kd + k, kd + k + coef.size)
-    gradient[ridge] += a * coef
-    hessian[ridge, ridge] += a
-    loss += 0.5 * a * np.dot(coef, coef)
-    if spec.router == "linear":
-        beta = params.gate_coef.ravel()
-        gradient[:kd] += a * beta
-        hessian[np.arange(kd), np.arange(kd)] += a
-        loss += 0.5 * a * np.dot(beta, beta)
-    return loss

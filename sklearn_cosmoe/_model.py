@@ -344,16 +344,33 @@ def penalised(loss, grad, params, spec):
     of outputs, and drops the output scales' and intercepts' gradient when
     ``spec`` does not learn them.  ``grad`` is modified.
     """
-    k, d = params.shape
-    kd = k * d
-    if spec.alpha > 0:
-        a = spec.alpha
-        coef = params.expert_coef.ravel()
-        loss += 0.5 * a * np.dot(coef, coef)
-        grad[kd + k:kd + k + coef.size] += a * coef
-        if spec.router == "linear":
-            loss += 0.5 * a * np.dot(params.gate_coef.ravel(), params.gate_coef.ravel())
-            grad[:kd] += a * params.gate_coef.ravel()
+    loss = add_ridge(loss, grad, params, spec)
     if not spec.learns_output_affine:
         grad = grad[:-2 * (params.n_outputs or 1)]
     return loss, grad
+
+
+def ridge_positions(params, spec):
+    """``(positions, values)``: where the ridge terms of the objective sit in the
+    parameter vector, and the parameters they penalise (module docstring)."""
+    k, d = params.shape
+    kd = k * d
+    coef = params.expert_coef.ravel()
+    positions, values = [np.arange(kd + k, kd + k + coef.size)], [coef]
+    if spec.router == "linear":
+        positions.append(np.arange(kd))
+        values.append(params.gate_coef.ravel())
+    return np.concatenate(positions), np.concatenate(values)
+
+
+def add_ridge(loss, grad, params, spec, hessian=None):
+    """The ridge terms ``alpha / 2 |.|^2`` added to ``grad`` (and to ``hessian``'s
+    diagonal), in place; returns the loss with them.  Counted once whatever the
+    number of outputs."""
+    if not spec.alpha > 0:
+        return loss
+    positions, values = ridge_positions(params, spec)
+    grad[positions] += spec.alpha * values
+    if hessian is not None:
+        hessian[positions, positions] += spec.alpha
+    return loss + 0.5 * spec.alpha * float(np.dot(values, values))
