@@ -136,8 +136,8 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
     feature_names_in_ : ndarray of shape (n_features,)
         Defined only when ``X`` has feature names that are all strings.
     n_iter_ : int
-        L-BFGS iterations of the kept fit (its dense and sparse runs together
-        with top-K gates); at least 1.
+        Iterations of the kept fit, screening included (its dense and sparse
+        runs together with top-K gates); at least 1.
     loss_ : float
         Final training objective of the kept start: half the weighted mean
         squared error of the standardized target (summed over the outputs
