@@ -6,19 +6,13 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import (
-    _check_sample_weight,
-    _num_samples,
-    check_array,
-    check_consistent_length,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.utils.validation import _check_sample_weight, _num_samples, validate_data
 
 from ._base import MoEEstimatorMixin, any_dask, blas_held, lazy_on_dask
+from ._criteria import log_likelihood, n_criterion_parameters
 from ._experts import EXPERTS
 from ._memory import check_regressor_memory
-from ._model import MoEParams, MoESpec, gates_and_experts, n_free_parameters, predict
+from ._model import MoEParams, MoESpec, gates_and_experts, predict
 from ._routers import ROUTERS
 from ._objective import ArrayObjective
 from ._solver import fit_from_data, fit_least_squares
@@ -26,7 +20,7 @@ from ._solvers import SOLVERS
 from ._validation import (check_numeric_target, check_positive_total_weight,
                           check_warm_start, check_x_magnitude, check_y_magnitude,
                           normalize_sample_weight,
-                          params_on_standardized_scale, params_on_target_scale,
+                          params_on_target_scale, warm_start_on_standardized_scale,
                           standardize_target)
 
 _PARAMETER_ATTRIBUTES = ("gate_coef_", "gate_intercept_", "expert_coef_",
@@ -365,16 +359,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         """The previous fit's parameters as a start, after checking they fit."""
         check_warm_start(self, (self.n_experts, n_features), self._fitted_spec().n_outputs,
                          spec.n_outputs, _PARAMETER_ATTRIBUTES)
-        with np.errstate(over="ignore"):
-            params = params_on_standardized_scale(self._params(), y_mean, y_scale,
-                                                  self.expert)
-        if not np.all(np.isfinite(params.to_vector(spec))):
-            raise ValueError(
-                "warm_start=True cannot start from the previous fit: its parameters "
-                f"overflow on the scale of this y (standard deviation "
-                f"{np.min(y_scale):.3g}). Set warm_start=False to fit from scratch."
-            )
-        return params
+        return warm_start_on_standardized_scale(self._params(), spec, y_mean, y_scale)
 
     def _params(self):
         return MoEParams(self.gate_coef_, self.gate_intercept_, self.expert_coef_,
@@ -433,30 +418,6 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         """
         return predict(self._validate_X(X), self._params(), self._fitted_spec())
 
-    def _log_likelihood(self, X, y):
-        """Gaussian log-likelihood at the maximum-likelihood noise variances.
-
-        Independent noise for each output, each with its own variance.
-        """
-        X = self._validate_X(X)
-        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
-        check_consistent_length(X, y)
-        y_pred = predict(X, self._params(), self._fitted_spec())
-        if y.shape != y_pred.shape:
-            raise ValueError(f"y has shape {y.shape}; expected {y_pred.shape}, the "
-                             "shape of the fit's target for these rows.")
-        mse = np.mean((y - y_pred) ** 2, axis=0)
-        n = X.shape[0]
-        if not np.all(mse > 0):
-            return np.inf
-        return float(np.sum(-0.5 * n * (np.log(2 * np.pi * mse) + 1.0)))
-
-    def _n_criterion_parameters(self):
-        """Free parameters of the fit (:ref:`criteria`) and one noise variance per output."""
-        check_is_fitted(self)
-        spec = self._fitted_spec()
-        return n_free_parameters(self.gate_coef_.shape, spec) + (spec.n_outputs or 1)
-
     @blas_held
     def bic(self, X, y):
         r"""Bayesian information criterion of the fit on ``(X, y)``: lower is better.
@@ -478,7 +439,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         float
         """
         n = _num_samples(X)
-        return -2.0 * self._log_likelihood(X, y) + self._n_criterion_parameters() * np.log(n)
+        return -2.0 * log_likelihood(self, X, y) + n_criterion_parameters(self) * np.log(n)
 
     @blas_held
     def aic(self, X, y):
@@ -497,4 +458,4 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         -------
         float
         """
-        return -2.0 * self._log_likelihood(X, y) + 2.0 * self._n_criterion_parameters()
+        return -2.0 * log_likelihood(self, X, y) + 2.0 * n_criterion_parameters(self)
