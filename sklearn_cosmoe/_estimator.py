@@ -8,6 +8,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, _num_samples, validate_data
 
+from . import _uncertainty
 from ._base import MoEEstimatorMixin, any_dask, blas_held, lazy_on_dask
 from ._criteria import log_likelihood, n_criterion_parameters
 from ._experts import EXPERTS
@@ -152,6 +153,10 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
 
     Notes
     -----
+    The experts are numbered by decreasing total gate weight on the training
+    rows.  ``fit`` also estimates the parameters' covariance, which
+    ``predict(X, return_std=True)``, :meth:`predict_interval` and
+    :func:`sklearn_cosmoe.inference.summary` read (:ref:`uncertainty`).
     The target is standardized for the fit (weighted mean and standard
     deviation) and the parameters are mapped back, so the attributes give the
     prediction on the original scale directly::
@@ -339,7 +344,8 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
                 "The fit diverged (non-finite objective); scale X (e.g. with "
                 "StandardScaler) or increase alpha."
             )
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore"):  # experts in canonical order, their covariance
+            params, statistics = _uncertainty.fit_statistics(data, params, spec, y_scale)
             fitted = params_on_target_scale(params, y_mean, y_scale, self.expert)
         if not all(np.all(np.isfinite(value)) for value in fitted.values()):
             raise ValueError(
@@ -350,7 +356,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
             )
         self._warn_if_not_converged(best)
         fitted.update(loss_=loss, n_iter_=best.n_iter, converged_=best.converged,
-                      stationarity_=best.stationarity,
+                      stationarity_=best.stationarity, _covariance=statistics,
                       init_losses_=losses,
                       **self._fitted_hyperparameters())
         return fitted
@@ -402,21 +408,48 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         outputs = self._gates_and_outputs(X)[1]
         return self.output_intercept_ + self.output_scale_ * outputs
 
-    @lazy_on_dask
-    def predict(self, X):
-        """Predict the target.
+    def predict(self, X, return_std=False):
+        """Predict the target, and with ``return_std`` the predictive standard deviation.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+        return_std : bool, default=False
+            Also return the standard deviation of a new observation at ``X``,
+            ``sqrt(noise variance + J(x) Cov J(x)^T)`` (:ref:`uncertainty`).
 
         Returns
         -------
-        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        y_mean : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             The shape of the ``y`` of ``fit`` (a ``y`` of shape
             ``(n_samples, 1)`` gives ``(n_samples, 1)``).
+        y_std : ndarray of the shape of ``y_mean``
+            Only with ``return_std=True``.
         """
+        if _uncertainty.check_return_std(return_std):
+            return _uncertainty.predict_with_std(self, X)
+        return self._predict(X)
+
+    @lazy_on_dask
+    def _predict(self, X):
         return predict(self._validate_X(X), self._params(), self._fitted_spec())
+
+    def predict_interval(self, X, coverage=0.95):
+        """Prediction intervals of new observations, for Gaussian noise (:ref:`uncertainty`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        coverage : float, default=0.95
+            The intervals' probability, strictly between 0 and 1.
+
+        Returns
+        -------
+        lower, upper : ndarrays of the shape of ``predict(X)``
+            ``predict(X, return_std=True)``'s mean minus and plus ``z`` times
+            its std, ``z`` the normal quantile of ``(1 + coverage) / 2``.
+        """
+        return _uncertainty.predict_interval(self, X, coverage)
 
     @blas_held
     def bic(self, X, y):
