@@ -99,13 +99,17 @@ def sandwich_sums(X, x_norms, y, sample_weight, params, spec, covariance=True):
     for start in range(0, n, GN_BLOCK):
         rows = slice(start, min(start + GN_BLOCK, n))
         w = sample_weight[rows]
-        score = np.zeros((w.size, size))  # sum_j w_n r_nj J_nj, all outputs' layout
+        score = None  # sum_j w_n r_nj J_nj, all outputs' layout
         for j, p in enumerate(per_output):
             J, f, parts = _jacobian_rows(X[rows], p, spec, x_norms[rows])
             J = J[:, :single]
             wr = w * (targets[rows, j] - f)
             squares[j] += np.dot(wr, targets[rows, j] - f)
-            score[:, columns[j]] += wr[:, None] * J
+            if m == 1:  # the layouts coincide: no scatter (a copy as long as a product)
+                score = wr[:, None] * J
+            else:
+                score = np.zeros((w.size, size)) if score is None else score
+                score[:, columns[j]] += wr[:, None] * J
             weighted = J * root_weight[rows, None]
             bread[j] = blas.dsyrk(1.0, weighted.T, beta=1.0, c=bread[j], trans=0, lower=0,
                                   overwrite_c=1)
