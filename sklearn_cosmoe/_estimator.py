@@ -147,6 +147,9 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         The decrease the Gauss-Newton model still predicts where the kept
         fit stopped, relative to the objective (what the convergence test
         of ``"gauss-newton"`` reads); NaN for an L-BFGS-B fit.
+    noise_variance_ : float or ndarray of shape (n_outputs,)
+        Weighted mean squared residual with ``n / (n - p)`` degrees of freedom
+        (:ref:`uncertainty`); NaN where no covariance could be estimated.
     router_, expert_, tau1_, tau2_, temperature_, top_k_
         The hyperparameters of the fit that shape its predictions: predict
         reads these, so ``set_params`` changes only the next fit.
@@ -345,7 +348,8 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
                 "StandardScaler) or increase alpha."
             )
         with np.errstate(over="ignore"):  # experts in canonical order, their covariance
-            params, statistics = _uncertainty.fit_statistics(data, params, spec, y_scale)
+            params, statistics, noise = _uncertainty.fit_statistics(data, params, spec,
+                                                                    y_scale)
             fitted = params_on_target_scale(params, y_mean, y_scale, self.expert)
         if not all(np.all(np.isfinite(value)) for value in fitted.values()):
             raise ValueError(
@@ -357,7 +361,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         self._warn_if_not_converged(best)
         fitted.update(loss_=loss, n_iter_=best.n_iter, converged_=best.converged,
                       stationarity_=best.stationarity, _covariance=statistics,
-                      init_losses_=losses,
+                      init_losses_=losses, noise_variance_=noise,
                       **self._fitted_hyperparameters())
         return fitted
 

@@ -28,18 +28,24 @@ def fit_statistics(data, params, spec, y_scale):
     """The fitted ``params`` (standardized target) in canonical order, and their statistics.
 
     ``data`` is the fit's objective (in memory or on a cluster).  Returns the
-    permuted parameters and :func:`~sklearn_cosmoe._sandwich.on_target_scale`'s
-    dict, or None above :data:`~sklearn_cosmoe._sandwich.COVARIANCE_MAX_PARAMETERS`
-    parameters (then the pass over the rows computes the gates alone).
+    permuted parameters, :func:`~sklearn_cosmoe._sandwich.on_target_scale`'s
+    dict (None above :data:`~sklearn_cosmoe._sandwich.COVARIANCE_MAX_PARAMETERS`
+    parameters: then the pass over the rows computes the gates alone) and the
+    noise variance on ``y``'s scale (a float for one output; NaN without a
+    covariance).
     """
     wanted = spec.n_parameters(params.shape) <= COVARIANCE_MAX_PARAMETERS
     sums = data.sandwich_sums(params, spec, wanted)
     order = canonical_order(sums[2])
     params = permuted_params(params, order)
-    if not wanted:
-        return params, None
-    statistics = finish_sandwich(permuted_sums(sums, params.shape, spec, order), params, spec)
-    return params, on_target_scale(statistics, params.shape, spec, y_scale)
+    noise = np.full(spec.n_outputs or 1, np.nan)
+    statistics = None
+    if wanted:
+        statistics = on_target_scale(
+            finish_sandwich(permuted_sums(sums, params.shape, spec, order), params, spec),
+            params.shape, spec, y_scale)
+        noise = statistics["noise_variance"].copy()
+    return params, statistics, float(noise[0]) if spec.n_outputs is None else noise
 
 
 def check_return_std(return_std):

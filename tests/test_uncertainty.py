@@ -53,6 +53,7 @@ def test_one_expert_is_weighted_least_squares_with_hc1_errors():
     X_new = np.random.default_rng(1).standard_normal((6, d))
     X1_new = np.column_stack([X_new, np.ones(6)])
     noise = np.sum(w * e ** 2) / np.sum(w) * n / (n - p)
+    assert_allclose(reg.noise_variance_, noise, rtol=1e-9)
     std = np.sqrt(noise + np.einsum("np,pq,nq->n", X1_new, cov, X1_new))
     mean, reg_std = reg.predict(X_new, return_std=True)
     assert_array_equal(mean, reg.predict(X_new))
@@ -231,8 +232,9 @@ def test_multi_output_shapes_and_a_duplicated_output():
     joint = both.predict(X_new, return_std=True)[1] ** 2 - both._covariance["noise_variance"]
     assert_allclose(joint[:, 0], factor * variance, rtol=1e-5)
     assert_allclose(joint[:, 1], 4.0 * joint[:, 0], rtol=1e-9)
-    assert_allclose(both._covariance["noise_variance"],
-                    single._covariance["noise_variance"] * [1.0, 4.0], rtol=1e-6)
+    assert_allclose(both.noise_variance_, single.noise_variance_ * np.array([1.0, 4.0]),
+                    rtol=1e-6)
+    assert np.shape(single.noise_variance_) == () and column.noise_variance_.shape == (1,)
 
 
 @pytest.fixture(scope="module")
@@ -270,6 +272,7 @@ def test_uncertainty_errors_name_their_cause(fitted, monkeypatch):
     monkeypatch.setattr(_sandwich, "COVARIANCE_MAX_PARAMETERS", 5)
     monkeypatch.setattr("sklearn_cosmoe._uncertainty.COVARIANCE_MAX_PARAMETERS", 5)
     big = CosineMoERegressor(n_experts=2, random_state=0).fit(X, X[:, 0])
+    assert big._covariance is None and np.isnan(big.noise_variance_)
     with pytest.raises(ValueError, match="12 parameters, more than 5"):
         big.predict(X, return_std=True)
     monkeypatch.undo()
