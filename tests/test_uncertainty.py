@@ -411,3 +411,16 @@ def test_dask_predictions_are_lazy_and_match(fitted):
         chunks = CosineMoERegressor(**kwargs).fit(Xd, da.from_array(y, chunks=70))
     assert_allclose(chunks.predict(X, return_std=True)[1],
                     local.predict(X, return_std=True)[1], rtol=1e-5)
+
+
+def test_a_saved_model_keeps_its_covariance(fitted, tmp_path):
+    skops_io = pytest.importorskip("skops.io")
+    from sklearn_cosmoe import persistence
+
+    reg, X = fitted
+    persistence.dump(reg, tmp_path / "reg.skops")
+    assert skops_io.get_untrusted_types(file=tmp_path / "reg.skops") == [
+        "sklearn_cosmoe._estimator.CosineMoERegressor"]
+    loaded = persistence.load(tmp_path / "reg.skops")
+    for a, b in zip(loaded.predict(X, return_std=True), reg.predict(X, return_std=True)):
+        assert_array_equal(a, b)
