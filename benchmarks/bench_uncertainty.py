@@ -24,8 +24,9 @@ Three parts, in one process:
     python benchmarks/bench_uncertainty.py [--seeds 400] [--quick] [--skip cost]
                                            [--out DIR]
 
-Results go to ``uncertainty.md`` / ``uncertainty.json`` in a new temporary
-folder or in ``--out``; ``--out benchmarks/results/...`` is refused from a
+Results go to ``uncertainty.md`` / ``uncertainty.json`` (and each seed's and
+fold's numbers to ``uncertainty_rows.npz``) in a new temporary folder or in
+``--out``; ``--out benchmarks/results/...`` is refused from a
 dirty tree.
 """
 
@@ -293,6 +294,15 @@ def main():
     report["seconds"] = time.perf_counter() - start
     text = "\n".join(report_lines(report)) + "\n"
     (out / "uncertainty.md").write_text(text)
+    # the seeds' and folds' rows in a binary file: thousands of numbers in a text
+    # file would pass for the sources of unrelated numbers (check_results.py)
+    rows = {}
+    for cell in report["model_cells"] + report["real_cells"]:
+        name = cell.get("data") or f"{cell['router']}_{cell['n']}"
+        cell_rows = cell.pop("rows")
+        for key in cell_rows[0]:
+            rows[f"{name}:{key}"] = np.array([row[key] for row in cell_rows])
+    np.savez_compressed(out / "uncertainty_rows.npz", **rows)
     (out / "uncertainty.json").write_text(json.dumps(report, indent=2) + "\n")
     print(text)
     print(f"written to {out}")
