@@ -30,6 +30,7 @@ from ._jacobian import finish_gauss_newton, gauss_newton_sums
 from ._model import (gates_and_experts, loss_kernel_args, params_of_vector, penalised,
                      row_norms)
 from ._objective import ArrayObjective
+from ._sandwich import sandwich_sums
 from ._validation import (_power_of_two_below, check_positive_total_weight,
                           check_x_magnitude, check_y_magnitude)
 
@@ -158,6 +159,12 @@ class DaskObjective:
         sums = tuple(None if parts[0][i] is None else _sum_in_order([part[i] for part in parts])
                      for i in range(5))
         return finish_gauss_newton(sums, params, spec, atoms)
+
+    def sandwich_sums(self, params, spec, covariance=True):
+        """:func:`~sklearn_cosmoe._sandwich.sandwich_sums`: the chunks' sums added in order."""
+        parts = self._per_chunk(sandwich_sums, params, spec, covariance)
+        return tuple(None if parts[0][i] is None else _sum_in_order([part[i] for part in parts])
+                     for i in range(6))
 
     def expert_normal_equations(self, params, spec):
         """``(gram, rhs)`` of linear experts under the gates of ``params``, un-normalised."""

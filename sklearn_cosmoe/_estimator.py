@@ -6,19 +6,14 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import (
-    _check_sample_weight,
-    _num_samples,
-    check_array,
-    check_consistent_length,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.utils.validation import _check_sample_weight, _num_samples, validate_data
 
+from . import _uncertainty
 from ._base import MoEEstimatorMixin, any_dask, blas_held, lazy_on_dask
+from ._criteria import log_likelihood, n_criterion_parameters
 from ._experts import EXPERTS
 from ._memory import check_regressor_memory
-from ._model import MoEParams, MoESpec, gates_and_experts, n_free_parameters, predict
+from ._model import MoEParams, MoESpec, gates_and_experts, predict
 from ._routers import ROUTERS
 from ._objective import ArrayObjective
 from ._solver import fit_from_data, fit_least_squares
@@ -26,7 +21,7 @@ from ._solvers import SOLVERS
 from ._validation import (check_numeric_target, check_positive_total_weight,
                           check_warm_start, check_x_magnitude, check_y_magnitude,
                           normalize_sample_weight,
-                          params_on_standardized_scale, params_on_target_scale,
+                          params_on_target_scale, warm_start_on_standardized_scale,
                           standardize_target)
 
 _PARAMETER_ATTRIBUTES = ("gate_coef_", "gate_intercept_", "expert_coef_",
@@ -152,12 +147,19 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         The decrease the Gauss-Newton model still predicts where the kept
         fit stopped, relative to the objective (what the convergence test
         of ``"gauss-newton"`` reads); NaN for an L-BFGS-B fit.
+    noise_variance_ : float or ndarray of shape (n_outputs,)
+        Weighted mean squared residual with ``n / (n - p)`` degrees of freedom
+        (:ref:`uncertainty`); NaN where no covariance could be estimated.
     router_, expert_, tau1_, tau2_, temperature_, top_k_
         The hyperparameters of the fit that shape its predictions: predict
         reads these, so ``set_params`` changes only the next fit.
 
     Notes
     -----
+    The experts are numbered by decreasing total gate weight on the training
+    rows.  ``fit`` also estimates the parameters' covariance, which
+    ``predict(X, return_std=True)``, :meth:`predict_interval` and
+    :func:`sklearn_cosmoe.inference.summary` read (:ref:`uncertainty`).
     The target is standardized for the fit (weighted mean and standard
     deviation) and the parameters are mapped back, so the attributes give the
     prediction on the original scale directly::
@@ -345,7 +347,9 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
                 "The fit diverged (non-finite objective); scale X (e.g. with "
                 "StandardScaler) or increase alpha."
             )
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore"):  # experts in canonical order, their covariance
+            params, statistics, noise = _uncertainty.fit_statistics(data, params, spec,
+                                                                    y_scale)
             fitted = params_on_target_scale(params, y_mean, y_scale, self.expert)
         if not all(np.all(np.isfinite(value)) for value in fitted.values()):
             raise ValueError(
@@ -356,8 +360,8 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
             )
         self._warn_if_not_converged(best)
         fitted.update(loss_=loss, n_iter_=best.n_iter, converged_=best.converged,
-                      stationarity_=best.stationarity,
-                      init_losses_=losses,
+                      stationarity_=best.stationarity, _covariance=statistics,
+                      init_losses_=losses, noise_variance_=noise,
                       **self._fitted_hyperparameters())
         return fitted
 
@@ -365,16 +369,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         """The previous fit's parameters as a start, after checking they fit."""
         check_warm_start(self, (self.n_experts, n_features), self._fitted_spec().n_outputs,
                          spec.n_outputs, _PARAMETER_ATTRIBUTES)
-        with np.errstate(over="ignore"):
-            params = params_on_standardized_scale(self._params(), y_mean, y_scale,
-                                                  self.expert)
-        if not np.all(np.isfinite(params.to_vector(spec))):
-            raise ValueError(
-                "warm_start=True cannot start from the previous fit: its parameters "
-                f"overflow on the scale of this y (standard deviation "
-                f"{np.min(y_scale):.3g}). Set warm_start=False to fit from scratch."
-            )
-        return params
+        return warm_start_on_standardized_scale(self._params(), spec, y_mean, y_scale)
 
     def _params(self):
         return MoEParams(self.gate_coef_, self.gate_intercept_, self.expert_coef_,
@@ -417,45 +412,48 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         outputs = self._gates_and_outputs(X)[1]
         return self.output_intercept_ + self.output_scale_ * outputs
 
-    @lazy_on_dask
-    def predict(self, X):
-        """Predict the target.
+    def predict(self, X, return_std=False):
+        """Predict the target, and with ``return_std`` the predictive standard deviation.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+        return_std : bool, default=False
+            Also return the standard deviation of a new observation at ``X``,
+            ``sqrt(noise variance + J(x) Cov J(x)^T)`` (:ref:`uncertainty`).
 
         Returns
         -------
-        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        y_mean : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             The shape of the ``y`` of ``fit`` (a ``y`` of shape
             ``(n_samples, 1)`` gives ``(n_samples, 1)``).
+        y_std : ndarray of the shape of ``y_mean``
+            Only with ``return_std=True``.
         """
+        if _uncertainty.check_return_std(return_std):
+            return _uncertainty.predict_with_std(self, X)
+        return self._predict(X)
+
+    @lazy_on_dask
+    def _predict(self, X):
         return predict(self._validate_X(X), self._params(), self._fitted_spec())
 
-    def _log_likelihood(self, X, y):
-        """Gaussian log-likelihood at the maximum-likelihood noise variances.
+    def predict_interval(self, X, coverage=0.95):
+        """Prediction intervals of new observations, for Gaussian noise (:ref:`uncertainty`).
 
-        Independent noise for each output, each with its own variance.
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        coverage : float, default=0.95
+            The intervals' probability, strictly between 0 and 1.
+
+        Returns
+        -------
+        lower, upper : ndarrays of the shape of ``predict(X)``
+            ``predict(X, return_std=True)``'s mean minus and plus ``z`` times
+            its std, ``z`` the normal quantile of ``(1 + coverage) / 2``.
         """
-        X = self._validate_X(X)
-        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
-        check_consistent_length(X, y)
-        y_pred = predict(X, self._params(), self._fitted_spec())
-        if y.shape != y_pred.shape:
-            raise ValueError(f"y has shape {y.shape}; expected {y_pred.shape}, the "
-                             "shape of the fit's target for these rows.")
-        mse = np.mean((y - y_pred) ** 2, axis=0)
-        n = X.shape[0]
-        if not np.all(mse > 0):
-            return np.inf
-        return float(np.sum(-0.5 * n * (np.log(2 * np.pi * mse) + 1.0)))
-
-    def _n_criterion_parameters(self):
-        """Free parameters of the fit (:ref:`criteria`) and one noise variance per output."""
-        check_is_fitted(self)
-        spec = self._fitted_spec()
-        return n_free_parameters(self.gate_coef_.shape, spec) + (spec.n_outputs or 1)
+        return _uncertainty.predict_interval(self, X, coverage)
 
     @blas_held
     def bic(self, X, y):
@@ -478,7 +476,7 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         float
         """
         n = _num_samples(X)
-        return -2.0 * self._log_likelihood(X, y) + self._n_criterion_parameters() * np.log(n)
+        return -2.0 * log_likelihood(self, X, y) + n_criterion_parameters(self) * np.log(n)
 
     @blas_held
     def aic(self, X, y):
@@ -497,4 +495,4 @@ class CosineMoERegressor(MoEEstimatorMixin, RegressorMixin, BaseEstimator):
         -------
         float
         """
-        return -2.0 * self._log_likelihood(X, y) + 2.0 * self._n_criterion_parameters()
+        return -2.0 * log_likelihood(self, X, y) + 2.0 * n_criterion_parameters(self)

@@ -27,6 +27,10 @@ per-chunk kernel calls made on the workers.  An objective has:
     One step of weighted spherical k-means on the rows' directions.
 ``gated(params, spec, expert)``
     The same rows with weights ``w_n g_expert(x_n)`` (the rows of one expert).
+``sandwich_sums(params, spec, covariance=True)``
+    The sums over the rows of the parameters' sandwich covariance and of the
+    experts' total gate weights, at a fit's end
+    (:func:`sklearn_cosmoe._sandwich.sandwich_sums`).
 ``mean_square_norm()``, ``preactivation_mean_squares(params, spec)``,
 ``output_moments(params, spec)``, ``gated_squared_residuals(params, spec)``
     The weighted moments that the starts and the splits of experts use.
@@ -45,6 +49,7 @@ from . import _kernels
 from ._jacobian import finish_gauss_newton, gauss_newton_sums
 from ._model import (combine_outputs, gate_weights, gates_and_experts, objective,
                      params_of_vector, row_norms)
+from ._sandwich import sandwich_sums
 
 
 def _mean(w, v):
@@ -105,6 +110,11 @@ class ArrayObjective:
         sums = gauss_newton_sums(self.X, self.x_norms, self.y, self.sample_weight,
                                  params, spec, exact)
         return finish_gauss_newton(sums, params, spec, atoms)
+
+    def sandwich_sums(self, params, spec, covariance=True):
+        """:func:`~sklearn_cosmoe._sandwich.sandwich_sums` of the rows."""
+        return sandwich_sums(self.X, self.x_norms, self.y, self.sample_weight, params, spec,
+                             covariance)
 
     def expert_normal_equations(self, params, spec):
         """``(gram, rhs)``: the weighted normal equations of linear experts.

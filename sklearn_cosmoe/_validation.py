@@ -335,6 +335,20 @@ def params_on_standardized_scale(params, y_mean, y_scale, expert):
     return params
 
 
+def warm_start_on_standardized_scale(params, spec, y_mean, y_scale):
+    """The previous fit's ``params`` (on ``y``'s scale) as a start on the standardized
+    target of this fit, or a ``ValueError`` when they overflow there."""
+    with np.errstate(over="ignore"):
+        params = params_on_standardized_scale(params, y_mean, y_scale, spec.expert)
+    if not np.all(np.isfinite(params.to_vector(spec))):
+        raise ValueError(
+            "warm_start=True cannot start from the previous fit: its parameters "
+            f"overflow on the scale of this y (standard deviation "
+            f"{np.min(y_scale):.3g}). Set warm_start=False to fit from scratch."
+        )
+    return params
+
+
 def scaler_would_help(X):
     """Whether a ``StandardScaler`` would change the scale of ``X`` materially.
 
