@@ -43,6 +43,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from sklearn_cosmoe import CosineMoERegressor
+from sklearn_cosmoe._fitted import FITTED_HYPERPARAMETERS, fitted_hyperparameters
 from sklearn_cosmoe._model import MoESpec
 from sklearn_cosmoe.datasets import make_cosine_moe
 from sklearn_cosmoe.rates import near_truth_start
@@ -65,6 +66,8 @@ def truth_loss(X, y, G, k, settings):
     reg.gate_coef_, reg.gate_intercept_ = start.gate_coef, start.gate_intercept
     reg.expert_coef_, reg.expert_intercept_ = start.expert_coef, start.expert_intercept
     reg.output_scale_, reg.output_intercept_ = start.output_scale, start.output_intercept
+    # a warm start continues from a fitted model: its fitted hyperparameters too
+    vars(reg).update(fitted_hyperparameters(reg, FITTED_HYPERPARAMETERS))
     return reg.fit(X, y).loss_
 
 
