@@ -146,16 +146,18 @@ def fisher_sums(X, x_norms, y, sample_weight, params, spec, exact=False):
     ``sum_n w_n sum_c p_nc q_nc q_nc^T``, the gradient ``-sum_n w_n q_ny`` and
     ``-sum_n w_n log p_ny`` in the layout of
     :meth:`~sklearn_cosmoe._classifier_model.ClassifierParams.to_vector` with
-    the router's ``u`` (module docstring), ``sum_n w_n``, and with ``exact``
-    the exact Hessian less the Fisher matrix as the pair ``(raised,
-    negative)`` (else None): the sums of each row's curvature's positive and
-    negative parts (:func:`finish_fisher` uses them).
+    the router's ``u`` (module docstring), ``sum_n w_n``, and None.  With
+    ``exact``, the first matrix is the *metric*, the Fisher matrix plus the
+    sum of each row's curvature's positive part (the exact Hessian less the
+    Fisher matrix, split by the signs of its eigenvalues), and the last the
+    sum of the rows' negative parts: the exact Hessian is their sum
+    (:func:`finish_fisher`).
     """
     n, d = X.shape
     k, n_classes, _ = params.shape
     m = k + k * n_classes
     size = m * (d + 1)
-    t = 3 if exact else 1
+    t = 2 if exact else 1
     total = np.zeros((t, size, size))
     gradient = np.zeros(size)
     loss = 0.0
@@ -169,11 +171,13 @@ def fisher_sums(X, x_norms, y, sample_weight, params, spec, exact=False):
         fisher = np.einsum("nc,nca,ncb->nab", np.exp(log_p), q, q)
         q_y = q[np.arange(nb), yb]
         coef = np.empty((t, nb, m, m))
-        coef[0] = w[:, None, None] * fisher
         if exact:
             hessian = (q_y[:, :, None] * q_y[:, None, :]
                        - _hessian_of_probability(yb, gates, pi, r))
-            coef[1:] = w[None, :, None, None] * np.stack(_split_by_sign(hessian - fisher))
+            positive, negative = _split_by_sign(hessian - fisher)
+            fisher += positive
+            coef[1] = w[:, None, None] * negative
+        coef[0] = w[:, None, None] * fisher
         rho_eta = np.concatenate([np.repeat(rho[rows, None], k, axis=1),
                                   np.ones((nb, m - k))], axis=1)
         total += _to_parameters(coef, Xb, rho_eta)
@@ -184,7 +188,7 @@ def fisher_sums(X, x_norms, y, sample_weight, params, spec, exact=False):
     perm = _natural_order(params.shape)
     placed = total[:, perm][:, :, perm]
     return (placed[0], gradient[perm], loss, float(np.sum(sample_weight)),
-            (placed[1], placed[2]) if exact else None)
+            placed[1] if exact else None)
 
 
 def finish_fisher(sums, params, spec, atoms=False):
@@ -195,9 +199,9 @@ def finish_fisher(sums, params, spec, atoms=False):
     ``beta_1`` unless ``atoms``, with the ridge terms of
     :func:`~sklearn_cosmoe._classifier_model.objective` and their curvature.
     The *metric* is the Fisher matrix plus the sum of the rows' positive
-    curvature, and ``curvature`` the sum of their negative curvature: the
-    exact Hessian is ``metric + curvature`` (in the atoms or under the
-    linear router only).  The Fisher matrix is the exact Hessian's
+    curvature, and ``curvature`` the sum of their negative curvature
+    (:func:`fisher_sums`): the exact Hessian is ``metric + curvature`` (in
+    the atoms or under the linear router only).  The Fisher matrix is the exact Hessian's
     expectation over labels drawn from the model; where the model is sure of
     a class that other experts make likely (an expert whose logit for it,
     or whose gate, heads for minus infinity), the gradient and the exact
@@ -237,8 +241,7 @@ def finish_fisher(sums, params, spec, atoms=False):
             fisher[np.arange(kd), np.arange(kd)] += a
             loss += 0.5 * a * float(np.dot(beta, beta))
     if exact:
-        raised, negative = curvature
-        return loss, gradient, fisher + raised / weight, negative / weight
+        return loss, gradient, fisher, curvature / weight
     return loss, gradient, fisher
 
 
@@ -288,7 +291,8 @@ class ClassifierObjective:
         return finish_fisher(sums, params, spec, atoms)
 
     def direction_sums(self, centres):
-        """One step of weighted spherical k-means (:func:`~sklearn_cosmoe._kernels.direction_cluster_sums`)."""
+        """One step of weighted spherical k-means
+        (:func:`~sklearn_cosmoe._kernels.direction_cluster_sums`)."""
         return _kernels.direction_cluster_sums(self.X, self.x_norms, self.sample_weight,
                                                centres)
 
