@@ -58,12 +58,14 @@ def _row_terms(X, x_norms, y, params, spec):
     derivatives ``q_c`` of ``log p_c`` in the predictors ``(n, C, m)``."""
     n, d = X.shape
     k, n_classes, _ = params.shape
-    gates, log_p = gates_and_log_proba(X, params, spec, x_norms)
+    gates = gates_and_log_proba(X, params, spec, x_norms)[0]
     logits = (X @ params.expert_coef.reshape(k * n_classes, d).T
               + params.expert_intercept.ravel()).reshape(n, k, n_classes)
     log_pi = logits - logsumexp(logits, axis=2, keepdims=True)
     with np.errstate(divide="ignore"):
         log_g = np.log(gates)
+    # from the same terms as r: with one gate of 1 (top-1) r is exactly 1
+    log_p = logsumexp(log_g[:, :, None] + log_pi, axis=1)
     # r[n, c, i]: responsibility of expert i for class c (0 where the gate is)
     r = np.exp(log_g[:, None, :] + log_pi.transpose(0, 2, 1) - log_p[:, :, None])
     pi = np.exp(log_pi)
@@ -133,9 +135,16 @@ def _to_parameters(coef, X, rho_eta):
 
 
 def _split_by_sign(matrices):
-    """Each symmetric matrix of ``(n, m, m)`` as its positive and negative parts."""
+    """Each symmetric matrix of ``(n, m, m)`` as its positive and negative parts.
+
+    A row (and column) of zeros stays zero in both: the eigen-solver's
+    rounding must not give a direction the data do not determine (an
+    unselected expert under top-K gates, the scores under top-1) a curvature.
+    """
     values, vectors = np.linalg.eigh(matrices)
     positive = np.einsum("nab,nb,ncb->nac", vectors, np.maximum(values, 0.0), vectors)
+    zero = ~np.any(matrices != 0, axis=2)
+    positive[zero[:, :, None] | zero[:, None, :]] = 0.0
     return positive, matrices - positive
 
 

@@ -134,6 +134,21 @@ def test_metric_plus_curvature_is_the_hessian_and_bounds_it_and_the_fisher(route
     assert not np.allclose(fisher, hessian, rtol=0, atol=1e-3 * scale)
 
 
+@pytest.mark.parametrize("router", ["linear", "perturbed_cosine"])
+def test_top_1_gates_give_the_router_no_metric_and_no_curvature(router):
+    """Under top-1 gates every gate is 0 or 1 and moves with no score: the
+    router's rows of the metric, the curvature and the gradient are exactly 0
+    (not rounding), so they take no part in the model."""
+    X, y, w, params, spec = random_problem(router, 1, seed=2)
+    spec = MoESpec(router=router, tau1=TAU1, tau2=TAU2, temperature=TEMPERATURE,
+                   top_k=1, alpha=0.0)
+    _, grad, metric, curvature = sums(X, y, w, params, spec, atoms=True, exact=True)
+    router_block = slice(0, K * D + K)
+    assert np.all(metric[router_block] == 0.0) and np.all(curvature[router_block] == 0.0)
+    assert np.all(grad[router_block] == 0.0)
+    assert np.max(np.abs(metric[K * D + K:, K * D + K:])) > 1e-3
+
+
 def test_exact_hessian_is_refused_where_the_chain_rule_would_bend_it():
     X, y, w, params, spec = random_problem("cosine", None)
     with pytest.raises(ValueError, match="in the atoms"):
@@ -228,12 +243,14 @@ def test_stationarity_is_read_by_newton_fits_and_nan_for_lbfgs():
     assert not short.converged_ and short.stationarity_ > short.tol
 
 
-def test_top_k_fit_certifies_its_last_run():
+@pytest.mark.parametrize("router", ["cosine", "perturbed_cosine"])
+@pytest.mark.parametrize("n_experts,top_k", [(3, 2), (4, 1)])
+def test_top_k_fit_certifies_its_last_run(n_experts, top_k, router):
     X, y = _clusters(300, seed=4)
-    clf = CosineMoEClassifier(n_experts=3, top_k=2, solver="gauss-newton",
-                              random_state=0).fit(X, y)
+    clf = CosineMoEClassifier(n_experts=n_experts, top_k=top_k, router=router,
+                              solver="gauss-newton", random_state=0).fit(X, y)
     assert clf.converged_ and clf.stationarity_ <= clf.tol
-    assert np.all(np.count_nonzero(clf.predict_gates(X), axis=1) <= 2)
+    assert np.all(np.count_nonzero(clf.predict_gates(X), axis=1) <= top_k)
 
 
 def test_auto_takes_newton_up_to_its_parameter_bound_and_counts_its_matrices():
