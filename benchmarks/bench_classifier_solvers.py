@@ -18,11 +18,12 @@ Two parts:
   ``solver="lbfgs"`` (``temperature`` x ``alpha``, defaults otherwise).  The
   goal: each solver's log-loss at most LogisticRegression's plus one
   standard error of the per-fold difference (paired over the same folds).
-* **Certification**: every grid candidate and router fitted on a whole
-  (standardized) data set by each solver at the default ``max_iter`` and
-  ``tol``: whether the fit converged, its iterations, time and objective;
-  and ``solver="gauss-newton"`` on breast_cancer with 2 to 8 experts (186 to
-  744 parameters), for the parameter bound of ``solver="auto"``.
+* **Certification**: every grid candidate and router, dense and with
+  ``top_k=2``, fitted on a whole (standardized) data set by each solver at
+  the default ``max_iter`` and ``tol``: whether the fit converged, its
+  iterations, time and objective; and ``solver="gauss-newton"`` on
+  breast_cancer with 2 to 8 experts (186 to 744 parameters), for the
+  parameter bound of ``solver="auto"``.
 
 Results go to ``classifier_solvers.md`` and ``classifier_solvers.json`` in a
 new temporary folder, or in ``--out`` (``benchmarks/results/`` only from a
@@ -36,6 +37,7 @@ import platform
 import sys
 import time
 import warnings
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +61,7 @@ REFERENCE = "LogisticRegression"
 SOLVERS = ("gauss-newton", "lbfgs")
 GRID = {"temperature": [1.0, 0.1], "alpha": [1e-4, 1e-2]}
 ROUTERS = ("perturbed_cosine", "cosine", "linear")
+TOP_K = (None, 2)
 
 
 def log(*args):
@@ -150,25 +153,26 @@ def certification(quick):
     if quick:
         data = {name: data[name] for name in ("wine", "iris")}
     for name, (X, y) in data.items():
-        for router in ROUTERS:
-            for temperature in GRID["temperature"]:
-                for alpha in GRID["alpha"]:
-                    cell = {"data": name, "router": router, "temperature": temperature,
-                            "alpha": alpha}
-                    for solver in SOLVERS:
-                        cell[solver] = timed_fit(X, y, router=router, solver=solver,
-                                                 temperature=temperature, alpha=alpha)
-                    cells.append(cell)
-                    g, b = cell["gauss-newton"], cell["lbfgs"]
-                    log(f"  {name} {router} T={temperature} alpha={alpha}: newton "
-                        f"{'converged' if g['converged'] else 'NOT converged'} in "
-                        f"{g['n_iter']} it, {g['time']:.2f} s, objective {g['loss']:.6g}; "
-                        f"lbfgs {b['n_iter']} it, {b['time']:.2f} s, {b['loss']:.6g}")
+        cases = product(ROUTERS, TOP_K, GRID["temperature"], GRID["alpha"])
+        for router, top_k, temperature, alpha in cases:
+            cell = {"data": name, "router": router, "top_k": top_k,
+                    "temperature": temperature, "alpha": alpha}
+            for solver in SOLVERS:
+                cell[solver] = timed_fit(X, y, router=router, solver=solver,
+                                         top_k=top_k, temperature=temperature,
+                                         alpha=alpha)
+            cells.append(cell)
+            g, b = cell["gauss-newton"], cell["lbfgs"]
+            log(f"  {name} {router} top_k={top_k} T={temperature} alpha={alpha}: newton "
+                f"{'converged' if g['converged'] else 'NOT converged'} in "
+                f"{g['n_iter']} it, {g['time']:.2f} s, objective {g['loss']:.6g}; "
+                f"lbfgs {b['n_iter']} it, {b['time']:.2f} s, {b['loss']:.6g}")
     sizes = []
     X, y = data.get("breast_cancer", data["wine"])
     for k in ((2, 4) if quick else (2, 4, 6, 8)):
         result = timed_fit(X, y, n_experts=k, solver="gauss-newton")
-        result.update(n_experts=k, n_parameters=k * (X.shape[1] + 1) * 3)
+        n_classes = np.unique(y).size
+        result.update(n_experts=k, n_parameters=k * (X.shape[1] + 1) * (n_classes + 1))
         sizes.append(result)
         log(f"  {k} experts ({result['n_parameters']} parameters): "
             f"{'converged' if result['converged'] else 'NOT converged'} in "
@@ -215,13 +219,14 @@ def write_markdown(report, path):
                      f"{sum(r['converged'])}/{len(r['converged'])} | {stat} | "
                      f"{sum(r['convergence_warnings'])} | {chosen} |")
     L += ["", "## Certification on whole data sets (default max_iter and tol)", "",
-          "| data | router | temperature | alpha | newton converged | newton iterations "
-          "| newton time (s) | newton objective | lbfgs converged | lbfgs iterations "
-          "| lbfgs time (s) | lbfgs objective |", "|---|---|---|---|---|---|---|---|---|---|"
-          "---|---|"]
+          "| data | router | top_k | temperature | alpha | newton converged "
+          "| newton iterations | newton time (s) | newton objective | lbfgs converged "
+          "| lbfgs iterations | lbfgs time (s) | lbfgs objective |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in report["certification"]:
         g, b = c["gauss-newton"], c["lbfgs"]
-        L.append(f"| {c['data']} | {c['router']} | {c['temperature']} | {c['alpha']} | "
+        L.append(f"| {c['data']} | {c['router']} | {c['top_k']} | {c['temperature']} | "
+                 f"{c['alpha']} | "
                  f"{g['converged']} | {g['n_iter']} | {g['time']:.2f} | {g['loss']:.6g} | "
                  f"{b['converged']} | {b['n_iter']} | {b['time']:.2f} | {b['loss']:.6g} |")
     cert = report["certification"]
