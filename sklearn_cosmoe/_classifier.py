@@ -13,9 +13,11 @@ from sklearn.utils.validation import _check_sample_weight, validate_data
 from ._base import MoEEstimatorMixin, blas_held
 from ._memory import check_classifier_memory
 from ._classifier_model import ClassifierParams, gates_and_log_proba
-from ._classifier_solver import fit_from_data, fit_likelihood
+from ._classifier_objective import ClassifierObjective
+from ._classifier_solver import default_solver, fit_from_data, fit_likelihood, n_parameters
 from ._model import MoESpec
 from ._routers import ROUTERS
+from ._solvers import SOLVERS
 from ._validation import (check_class_weight, check_label_types,
                           check_positive_total_weight, check_x_magnitude,
                           normalize_sample_weight)
@@ -34,9 +36,10 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
 
     with the gates ``g`` of :class:`~sklearn_cosmoe.CosineMoERegressor` (same routers,
     perturbations, temperature and top-K).  The fit minimises the weighted
-    mean negative log-likelihood plus a ridge penalty, by L-BFGS-B with the
-    exact gradient (user guide :ref:`classifier`).  Binary problems use two
-    classes of the same model.
+    mean negative log-likelihood plus a ridge penalty, by Fisher scoring to
+    a certified stationary point or by L-BFGS-B (user guide
+    :ref:`classifier-solver`).  Binary problems use two classes of the same
+    model.
 
     Put a :class:`~sklearn.preprocessing.StandardScaler` in front: cosine
     routing depends on where the origin is, and ``fit`` warns (once, a
@@ -61,12 +64,23 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
     alpha : float, default=1e-4
         Ridge penalty :math:`\frac{\alpha}{2}\|A\|_F^2` on the expert
         coefficients (and on the gate coefficients under the linear router).
+    solver : {"auto", "lbfgs", "gauss-newton"}, default="auto"
+        ``"gauss-newton"``: Levenberg-Marquardt on the generalized
+        Gauss-Newton matrix of the negative log-likelihood, the Fisher
+        matrix (Fisher scoring), ended only where the decrease its model
+        still promises is at most ``tol`` times the objective; ``"lbfgs"``:
+        L-BFGS-B; ``"auto"``: the first up to 500 parameters
+        (:ref:`classifier-solver`).
     max_iter : int, default=500
-        Maximum number of L-BFGS iterations per start.
+        Maximum number of iterations of the solver, screening of the starts
+        included.
     tol : float, default=1e-6
-        Relative tolerance of L-BFGS-B, as :class:`CosineMoERegressor`'s.
+        Relative tolerance of the solver's convergence test, as
+        :class:`CosineMoERegressor`'s.
     n_init : int, default=1
-        Number of k-means starts; the fit with the lowest objective is kept.
+        Number of fits from the data, each the best of three screened
+        k-means starts (:ref:`classifier-solver`); the fit with the lowest
+        objective is kept.
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes, multiplied into ``sample_weight``: a dict
         maps classes of ``y`` to finite weights >= 0 (classes it omits
@@ -80,7 +94,7 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
         previous fit must have the same ``n_experts``, classes, number of
         features and ``router``.
     verbose : int, default=0
-        Print the objective after each round of L-BFGS.
+        Print the objective after each run of the solver.
 
     Attributes
     ----------
@@ -93,15 +107,19 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
     feature_names_in_ : ndarray of shape (n_features,)
         Defined only when ``X`` has feature names that are all strings.
     n_iter_ : int
-        L-BFGS iterations of the kept fit; at least 1.
+        Iterations of the kept fit, its start's screening included; at least 1.
     loss_ : float
-        Final training objective of the kept start.
+        Final training objective of the kept fit.
     init_losses_ : ndarray of shape (n_init,)
-        Final training objective of each start.
+        Final training objective of each fit.
     converged_ : bool
-        Whether L-BFGS-B's convergence test passed for the kept fit; a fit
-        that stopped otherwise warns with a
+        Whether the solver's convergence test (``tol``) passed for the kept
+        fit; a fit that stopped otherwise warns with a
         :class:`~sklearn.exceptions.ConvergenceWarning`.
+    stationarity_ : float
+        The decrease the Newton-type model still promises where the kept fit
+        stopped, relative to the objective (what the convergence test of
+        ``"gauss-newton"`` reads); NaN for an L-BFGS-B fit.
     router_, tau1_, tau2_, temperature_, top_k_
         The hyperparameters of the fit that shape its predictions: predict
         reads these, so ``set_params`` changes only the next fit.
@@ -127,6 +145,7 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "top_k": [Interval(Integral, 1, None, closed="left"), None],
         "alpha": [Interval(Real, 0, None, closed="left")],
+        "solver": [StrOptions({"auto", *SOLVERS})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_init": [Interval(Integral, 1, None, closed="left")],
@@ -137,9 +156,9 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
     }
 
     def __init__(self, *, n_experts=4, router="perturbed_cosine", tau1=1.0, tau2=1.0,
-                 temperature=1.0, top_k=None, alpha=1e-4, max_iter=500, tol=1e-6,
-                 n_init=1, class_weight=None, random_state=None, warm_start=False,
-                 verbose=0):
+                 temperature=1.0, top_k=None, alpha=1e-4, solver="auto", max_iter=500,
+                 tol=1e-6, n_init=1, class_weight=None, random_state=None,
+                 warm_start=False, verbose=0):
         self.n_experts = n_experts
         self.router = router
         self.tau1 = tau1
@@ -147,6 +166,7 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.temperature = temperature
         self.top_k = top_k
         self.alpha = alpha
+        self.solver = solver
         self.max_iter = max_iter
         self.tol = tol
         self.n_init = n_init
@@ -201,7 +221,9 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
             )
         check_x_magnitude(X)
         check_class_weight(self.class_weight, classes)
-        check_classifier_memory(type(self).__name__, *X.shape, self.n_experts, classes.size)
+        solver = self._solver(classes.size, X.shape[1])
+        check_classifier_memory(type(self).__name__, *X.shape, self.n_experts, classes.size,
+                                solver)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                              ensure_non_negative=True)
         if self.class_weight is not None:
@@ -212,14 +234,16 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
         y_index = y_index.astype(np.int64)
 
         spec = self._spec()
-        options = dict(max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
+        data = ClassifierObjective(X, y_index, sample_weight, classes.size)
+        options = dict(solver=solver, max_iter=self.max_iter, tol=self.tol,
+                       verbose=self.verbose)
         if self.warm_start and hasattr(self, "gate_coef_"):
             start = self._warm_start_params(classes, X.shape[1])
-            results = [fit_likelihood(X, y_index, sample_weight, start, spec, **options)]
+            results = [fit_likelihood(data, start, spec, **options)]
         else:
             rng = check_random_state(self.random_state)
-            results = (fit_from_data(X, y_index, sample_weight, spec, self.n_experts,
-                                     classes.size, rng, **options)
+            # a generator: each fit draws its starts just before it runs
+            results = (fit_from_data(data, spec, self.n_experts, rng, **options)
                        for _ in range(self.n_init))
         self._warn_if_unscaled(X, sample_weight)
         best, best_loss, losses = self._best_of(results)
@@ -235,8 +259,16 @@ class CosineMoEClassifier(MoEEstimatorMixin, ClassifierMixin, BaseEstimator):
                 "expert_coef_": params.expert_coef.copy(),
                 "expert_intercept_": params.expert_intercept.copy(),
                 "loss_": best_loss, "n_iter_": best.n_iter,
-                "converged_": best.converged, "init_losses_": losses,
+                "converged_": best.converged, "stationarity_": best.stationarity,
+                "init_losses_": losses,
                 **self._fitted_hyperparameters()}
+
+    def _solver(self, n_classes, n_features):
+        """The minimiser: ``solver``, or for ``"auto"`` the
+        :func:`~sklearn_cosmoe._classifier_solver.default_solver` of this size."""
+        if self.solver != "auto":
+            return self.solver
+        return default_solver(n_parameters((self.n_experts, n_classes, n_features)))
 
     def _warm_start_params(self, classes, n_features):
         shape = (self.n_experts, classes.size, n_features)

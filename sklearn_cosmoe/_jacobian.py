@@ -235,8 +235,11 @@ def _output_columns(shape, spec, j):
 
 
 def _router_chain(params, spec):
-    """The block-diagonal chain rule from ``u`` to ``beta_1`` (``C`` of the module docstring)."""
-    k, d = params.shape
+    """The block-diagonal chain rule from ``u`` to ``beta_1`` (``C`` of the module docstring).
+
+    Reads ``params.gate_coef`` alone (the classifier's parameters use it too).
+    """
+    k, d = params.gate_coef.shape
     beta = params.gate_coef
     if spec.router == "linear":
         return np.eye(k * d)

@@ -15,6 +15,7 @@ input ``X`` excluded (the caller holds it already): they count every array
 of the sizes named below that the fit may hold at once.
 """
 
+from ._classifier_objective import FISHER_BLOCK_ENTRIES
 from ._jacobian import GN_BLOCK
 from ._kernels import n_blocks
 from ._solvers import default_solver
@@ -38,6 +39,15 @@ _LBFGS_VECTORS = 2 * 10 + 10
 # output the Gauss-Newton sums and the curvature, laid out, in the atoms'
 # basis, Schur-reduced, Jacobi-scaled and their eigenvectors (both models)
 _NEWTON_MATRICES = 12
+# the classifier's: per block the Fisher matrix and the curvature's two parts,
+# their products, their layout and its copy; the metric, the curvature and
+# the ridge's copies; the atoms' basis and its products; both models'
+# scaled matrices, eigenvectors and the eigen-solver's workspace
+_CLASSIFIER_NEWTON_MATRICES = 24
+# per-row arrays of a block of the Fisher sums alive at once (each at most
+# FISHER_BLOCK_ENTRIES): the rows' outer products, the three coefficient
+# matrices and their scaled copies, the per-row Hessians and their eigenvectors
+_FISHER_BLOCK_ARRAYS = 16
 
 
 def _gib(n_bytes):
@@ -99,20 +109,27 @@ def regressor_fit_bytes(n_samples, n_features, n_experts, n_outputs=None,
     return parts
 
 
-def classifier_fit_bytes(n_samples, n_features, n_experts, n_classes):
+def classifier_fit_bytes(n_samples, n_features, n_experts, n_classes, solver="lbfgs"):
     """Upper bound of the peak memory of a :class:`CosineMoEClassifier` fit.
 
     The per-row arrays hold ``k`` gates and ``C`` class probabilities of
-    each expert; the parameters are ``k (d + 1) (C + 1)``.
+    each expert; the parameters are ``k (d + 1) (C + 1)``.  A Newton-type
+    fit (``solver="gauss-newton"``) forms matrices of the parameters' number
+    squared, and per block of rows arrays of at most
+    :data:`~sklearn_cosmoe._classifier_objective.FISHER_BLOCK_ENTRIES` entries.
 
     Returns
     -------
     dict
-        ``"rows"``, ``"parameters"`` and ``"total"``, in bytes.
+        ``"rows"``, ``"parameters"``, ``"newton"`` and ``"total"``, in bytes.
     """
     n, d, k, c = int(n_samples), int(n_features), int(n_experts), int(n_classes)
+    n_parameters = k * (d + 1) * (c + 1)
     parts = {"rows": _ROW_ARRAYS * n * k * (c + 1) * _DOUBLE,
-             "parameters": _parameter_terms(n, k * (d + 1) * (c + 1))}
+             "parameters": _parameter_terms(n, n_parameters), "newton": 0}
+    if solver == "gauss-newton":
+        parts["newton"] = (_CLASSIFIER_NEWTON_MATRICES * n_parameters ** 2
+                           + _FISHER_BLOCK_ARRAYS * FISHER_BLOCK_ENTRIES) * _DOUBLE
     parts["total"] = sum(parts.values())
     return parts
 
@@ -164,11 +181,14 @@ def check_regressor_memory(estimator_name, n_samples, n_features, n_experts, n_o
                      f"{n_features} features{outputs}", advice)
 
 
-def check_classifier_memory(estimator_name, n_samples, n_features, n_experts, n_classes):
-    """:func:`check_fit_memory` of a classifier fit."""
-    parts = classifier_fit_bytes(n_samples, n_features, n_experts, n_classes)
+def check_classifier_memory(estimator_name, n_samples, n_features, n_experts, n_classes,
+                            solver="lbfgs"):
+    """:func:`check_fit_memory` of a classifier fit (``solver`` not ``"auto"``)."""
+    parts = classifier_fit_bytes(n_samples, n_features, n_experts, n_classes, solver)
+    newton = (", solver='lbfgs' (it forms no matrix of the parameters)"
+              if parts["newton"] else "")
     check_fit_memory(parts, estimator_name,
                      f"n_experts={n_experts} on {n_samples} rows x {n_features} "
                      f"features and {n_classes} classes",
-                     "Use fewer experts (n_experts) or fewer features (e.g. "
+                     f"Use fewer experts (n_experts){newton} or fewer features (e.g. "
                      "sklearn.decomposition.PCA in front).")

@@ -46,9 +46,9 @@ X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.5,
 # A low ``temperature`` lets the cosine router draw sharp gate boundaries
 # (its cosine term is at most 1 in size); the ``StandardScaler`` centres the
 # data, so the router's cones start from the middle of the data.  The
-# likelihood has local optima in which an expert is left without rows:
-# ``n_init=5`` keeps the best of five starts (a single start reaches 0.90
-# here, with one expert unused).
+# likelihood has local optima in which an expert answers few rows or none:
+# ``n_init=5`` keeps the best of five fits, each the best of three screened
+# starts (a single fit stops in such an optimum here).
 moe = make_pipeline(StandardScaler(),
                     CosineMoEClassifier(n_experts=3, temperature=0.1, n_init=5,
                                         random_state=0))

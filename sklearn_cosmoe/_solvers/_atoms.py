@@ -24,7 +24,7 @@ import numpy as np
 from scipy import linalg
 
 from .._routers import gate_atoms, gate_coef_of_atoms
-from ._problem import Problem
+from ._problem import Problem, router_shape
 from ._stationarity import QuadraticModel
 
 #: The atoms' ball is closed at this radius: ``|beta_1i|`` at most about
@@ -43,7 +43,7 @@ class AtomProblem(Problem):
     """
 
     def __init__(self, data, theta, shape, spec, free=None, eliminate=False):
-        k, d = shape
+        k, d = router_shape(shape)
         z = np.array(theta, dtype=np.float64)
         #: the plain cosine router's atoms are on the unit sphere (an equality)
         self._on_sphere_only = spec.router == "cosine"
@@ -60,7 +60,7 @@ class AtomProblem(Problem):
 
     def _parameters(self, theta):
         if not self._on_sphere_only:  # the cosine router's beta_1i are its atoms
-            k, d = self.shape
+            k, d = self.router_shape
             atoms = theta[:k * d].reshape(k, d)
             theta[:k * d] = gate_coef_of_atoms(atoms, self.spec.tau1).ravel()
         return theta

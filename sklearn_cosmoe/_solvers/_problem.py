@@ -33,6 +33,13 @@ class Minimum:
     stationarity: float
 
 
+def router_shape(shape):
+    """The router's ``(k, d)`` of a model's ``shape``: its first and last entries
+    (``(k, d)`` for the regressor, ``(k, C, d)`` for the classifier, whose
+    parameter vectors also begin with the router's ``k d + k``)."""
+    return shape[0], shape[-1]
+
+
 class Problem:
     """The objective ``data`` restricted to the free entries of ``theta``.
 
@@ -57,7 +64,7 @@ class Problem:
         self._theta = np.array(theta, dtype=np.float64)
         self.free = np.ones(self._theta.size, bool) if free is None else free
         self.eliminate = eliminate
-        k, d = shape
+        k, d = self.router_shape = router_shape(shape)
         self._router = k * d + k
         if eliminate:
             if spec.expert != "linear" or not self.free[:self._router].all():
