@@ -74,7 +74,7 @@ PROVENANCE_PATTERNS = [re.compile(p) for p in (
     r"Revision:\s*`?" + _HASH,
     r"\(git " + _HASH + r"[;)]",
     r"benchmark at " + _HASH + r"\b",
-    r"^#[^\n]*\(" + _HASH + r"\)\s*$",
+    r"(?m)^#[^\n]*\(" + _HASH + r"\)[ \t]*$",
 )]
 
 # a decimal with a fractional part, optional exponent, optional unit

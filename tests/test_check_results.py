@@ -43,6 +43,8 @@ def test_provenance_patterns():
     assert cr.provenance("Revision: `622b4e7`; run time 429 s") == "622b4e7"
     assert cr.provenance("# Runtime benchmark at fbcc2ab\n") == "fbcc2ab"
     assert cr.provenance("# Dask: fits by chunks (f5c9770)\n") == "f5c9770"
+    # a title line followed by the rest of the file
+    assert cr.provenance("# The two minimisers (f811527)\n\nCommand: x\n") == "f811527"
     assert cr.provenance("no commit here, 0.5 s") is None
 
 
