@@ -43,7 +43,7 @@ from ._jacobian import GN_BLOCK, _jacobian_rows, _output_columns
 from ._model import MoEParams, _outputs, _prepare, gate_weights
 from ._routers import gate_atoms
 from ._solvers._atoms import ATOM_RADIUS, ON_SPHERE
-from ._solvers._stationarity import RCOND
+from ._solvers._stationarity import RCOND, symmetric_eigen
 
 #: Above this many parameters no covariance is computed: its matrices have
 #: ``n_parameters**2`` entries (8 MB each at this limit) and its pass over the
@@ -177,8 +177,7 @@ def _identified_inverse(matrix):
     diag = np.diag(matrix).copy()
     scale = np.ones_like(diag)
     scale[diag > 0] = 1.0 / np.sqrt(diag[diag > 0])
-    values, vectors = linalg.eigh(matrix * scale[:, None] * scale[None, :],
-                                  check_finite=False)
+    values, vectors = symmetric_eigen(matrix * scale[:, None] * scale[None, :])
     largest = max(float(values[-1]), 0.0) if values.size else 0.0
     return scale, values, vectors, values > RCOND * largest
 

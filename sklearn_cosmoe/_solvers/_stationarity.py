@@ -100,8 +100,7 @@ def _scaled_eigen(matrix, gradient, scale, reference=None):
     scaling ``scale``, without the directions the data do not determine:
     eigenvalues below :data:`RCOND` times ``reference`` (default the largest)
     in absolute value."""
-    scaled = matrix * scale[:, None] * scale[None, :]
-    values, vectors = linalg.eigh(scaled, check_finite=False)
+    values, vectors = symmetric_eigen(matrix * scale[:, None] * scale[None, :])
     if reference is None:
         reference = max(float(values[-1]), 0.0) if values.size else 0.0
     keep = np.abs(values) > RCOND * reference
@@ -111,3 +110,11 @@ def _scaled_eigen(matrix, gradient, scale, reference=None):
 def relative_decrease(model, loss):
     """The model's promised decrease relative to the objective: what the test reads."""
     return model.decrease / max(abs(loss), MIN_SCALE)
+
+
+def symmetric_eigen(matrix):
+    """``scipy.linalg.eigh`` of a symmetric matrix, an empty one included (every
+    direction of a model may be fixed or dead; SciPy before 1.11 refuses 0 x 0)."""
+    if matrix.shape[0] == 0:
+        return np.zeros(0), np.zeros((0, 0))
+    return linalg.eigh(matrix, check_finite=False)
