@@ -39,7 +39,7 @@ from scipy.special import logsumexp
 
 from . import _kernels
 from ._classifier_model import ClassifierParams, gates_and_log_proba, objective
-from ._jacobian import GN_BLOCK, _router_chain, _score_scale
+from ._jacobian import GN_BLOCK, _score_scale, check_sums, to_gate_coef
 from ._model import row_norms
 
 #: Largest number of entries of one block's per-row arrays (``rows x d^2`` and
@@ -224,19 +224,13 @@ def finish_fisher(sums, params, spec, atoms=False):
     directions of negative curvature.
     """
     fisher, gradient, loss, weight, curvature = sums
-    if not weight > 0:
-        raise ValueError(f"sample_weight must have a positive sum; got {weight}.")
     exact = curvature is not None
-    if exact and not (atoms or spec.router == "linear"):
-        raise ValueError("the exact Hessian is in the atoms or under the linear router")
+    check_sums(weight, exact, atoms, spec)
     k, n_classes, d = params.shape
     kd = k * d
     fisher, gradient, loss = fisher / weight, gradient / weight, loss / weight
     if not atoms:
-        chain = _router_chain(params, spec)
-        gradient[:kd] = chain @ gradient[:kd]
-        fisher[:kd] = chain @ fisher[:kd]
-        fisher[:, :kd] = fisher[:, :kd] @ chain
+        to_gate_coef(gradient, fisher, params, spec)
     if spec.alpha > 0:
         a = spec.alpha
         coef = params.expert_coef.ravel()

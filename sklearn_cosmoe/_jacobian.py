@@ -151,7 +151,8 @@ def residual_curvature(X, weighted_residuals, rows):
 
 
 def place_curvature(parts, k, d):
-    """The ``(P, P)`` matrix, in :func:`jacobian`'s layout, of :func:`residual_curvature`'s blocks."""
+    """The ``(P, P)`` matrix, in :func:`jacobian`'s layout, of the blocks of
+    :func:`residual_curvature`."""
     scores, mixed, experts, along_scale = parts
     kd = k * d
     # where (expert i, feature a; the last feature is the intercept) sits in the layout
@@ -255,6 +256,25 @@ def _router_chain(params, spec):
     return chain
 
 
+def check_sums(weight, exact, atoms, spec):
+    """Refuse sums of no weight, and an exact Hessian that the chain rule to
+    ``beta_1`` would bend (it is exact in the atoms, or under the linear router)."""
+    if not weight > 0:
+        raise ValueError(f"sample_weight must have a positive sum; got {weight}.")
+    if exact and not (atoms or spec.router == "linear"):
+        raise ValueError("the exact Hessian is in the atoms or under the linear router")
+
+
+def to_gate_coef(gradient, matrix, params, spec):
+    """The router's block of ``gradient`` and ``matrix`` taken from the atoms to
+    ``beta_1`` by the chain rule ``C`` (:func:`_router_chain`), in place."""
+    kd = params.gate_coef.size
+    chain = _router_chain(params, spec)
+    gradient[:kd] = chain @ gradient[:kd]
+    matrix[:kd] = chain @ matrix[:kd]
+    matrix[:, :kd] = matrix[:, :kd] @ chain
+
+
 def finish_gauss_newton(sums, params, spec, atoms=False):
     """``(loss, gradient, hessian)`` of the objective from :func:`gauss_newton_sums`.
 
@@ -272,11 +292,8 @@ def finish_gauss_newton(sums, params, spec, atoms=False):
     linear router, whose chain rule is the identity).
     """
     hessian_parts, gradient_parts, loss_parts, weight, curvature_parts = sums
-    if not weight > 0:
-        raise ValueError(f"sample_weight must have a positive sum; got {weight}.")
     exact = curvature_parts is not None
-    if exact and not (atoms or spec.router == "linear"):
-        raise ValueError("the exact Hessian is in the atoms or under the linear router")
+    check_sums(weight, exact, atoms, spec)
     shape = params.shape
     k, d = shape
     kd = k * d
@@ -298,10 +315,7 @@ def finish_gauss_newton(sums, params, spec, atoms=False):
     gradient = gradient[:keep] / weight
     loss = float(np.sum(loss_parts)) / weight
     if not atoms:
-        chain = _router_chain(params, spec)
-        gradient[:kd] = chain @ gradient[:kd]
-        hessian[:kd] = chain @ hessian[:kd]
-        hessian[:, :kd] = hessian[:, :kd] @ chain
+        to_gate_coef(gradient, hessian, params, spec)
     loss = add_ridge(loss, gradient, params, spec, hessian)
     if exact:
         return loss, gradient, hessian, placed(curvature_parts)
