@@ -108,39 +108,33 @@ def _assert_same(before, after):
         assert_array_equal(a, b)
 
 
+def _assert_outputs_survive(model, change, outputs):
+    """``set_params(**change)`` leaves ``outputs(model)`` as they were; the
+    parameters are restored afterwards (the fitted fixture is shared)."""
+    before = outputs(model)
+    params = model.get_params()
+    try:
+        model.set_params(**change)
+        _assert_same(before, outputs(model))
+    finally:
+        model.set_params(**params)
+
+
 @pytest.mark.parametrize("change", CHANGES + [{"expert": "tanh"}, {"expert": "bogus"}])
 def test_set_params_does_not_change_regressor_predictions(reg, change):
     """Was: tau2=nan gave all-NaN predictions, router='linear' moved them by 13."""
-    before = _regressor_outputs(reg)
-    params = reg.get_params()
-    try:
-        reg.set_params(**change)
-        _assert_same(before, _regressor_outputs(reg))
-    finally:
-        reg.set_params(**params)
+    _assert_outputs_survive(reg, change, _regressor_outputs)
 
 
 @pytest.mark.parametrize("change", CHANGES)
 def test_set_params_does_not_change_classifier_predictions(clf, change):
-    before = _classifier_outputs(clf)
-    params = clf.get_params()
-    try:
-        clf.set_params(**change)
-        _assert_same(before, _classifier_outputs(clf))
-    finally:
-        clf.set_params(**params)
+    _assert_outputs_survive(clf, change, _classifier_outputs)
 
 
 @pytest.mark.parametrize("change", [{"router": "bogus"}, {"temperatures": [0.0]},
                                     {"tau2": float("nan")}, {"expert": "tanh"}])
 def test_set_params_does_not_change_cv_predictions(cv, change):
-    before = [cv.predict(X), cv.score(X, Y)]
-    params = cv.get_params()
-    try:
-        cv.set_params(**change)
-        _assert_same(before, [cv.predict(X), cv.score(X, Y)])
-    finally:
-        cv.set_params(**params)
+    _assert_outputs_survive(cv, change, lambda model: [model.predict(X), model.score(X, Y)])
 
 
 @pytest.mark.parametrize("Estimator,y", [(CosineMoERegressor, Y), (CosineMoEClassifier, YC)])
