@@ -1,8 +1,11 @@
-"""The number of experts chosen by cross-validation: a path of grown mixtures."""
+"""The mixture chosen by cross-validation: paths of grown mixtures, warm across a grid."""
 
+import warnings
+from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
 from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.model_selection import check_cv
@@ -11,39 +14,82 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import fit_or_keep, r2_on_standardized_scale
+from ._cv_path import (ROWS_PER_PARAMETER, FoldPath, choose, cv_results, expert_ceiling,
+                       fitted_attributes, grid_points)
 from ._estimator import CosineMoERegressor
 from ._memory import check_regressor_memory
 from ._experts import EXPERTS
 from ._routers import ROUTERS
-from ._objective import ArrayObjective
-from ._solver import grow_path
-from ._validation import (check_no_booleans, check_numeric_target, check_temperatures,
-                          check_x_magnitude, check_y_magnitude, params_on_target_scale,
-                          standardize_target)
+from ._validation import (check_candidates, check_no_booleans, check_numeric_target,
+                          check_x_magnitude, check_y_magnitude)
 
 # hyperparameters that must be numbers, never booleans
-_NUMERIC_PARAMETERS = ("max_experts", "tau1", "tau2", "alpha", "max_iter", "tol", "n_init")
+_NUMERIC_PARAMETERS = ("max_experts", "patience", "max_iter", "tol", "n_init", "n_jobs")
+
+
+#: Steps of the path without a better mean test score before it stops.
+PATIENCE = 3
+
+
+class _PathScore:
+    """Test score of one fit of a path, through a fitted :class:`CosineMoERegressor`.
+
+    A picklable callable, so that the paths can run in joblib's worker
+    processes; ``hyperparameters`` are the regressor's, but for the ones each
+    fit sets (router, temperature, perturbations, penalty, experts).
+    """
+
+    def __init__(self, scorer, X, y, hyperparameters):
+        self.scorer, self.X, self.y = scorer, X, y
+        self.hyperparameters = hyperparameters
+
+    def __call__(self, result, spec, y_mean, y_scale, test):
+        reg = CosineMoERegressor(
+            n_experts=result.params.shape[0], router=spec.router, tau1=spec.tau1,
+            tau2=spec.tau2, temperature=spec.temperature, alpha=spec.alpha,
+            **self.hyperparameters)
+        fitted = fitted_attributes(result, spec, y_mean, y_scale)
+        fitted.update(reg._fitted_hyperparameters())
+        for name, value in fitted.items():
+            setattr(reg, name, value)
+        reg.n_features_in_ = self.X.shape[1]
+        reg.loss_, reg.n_iter_, reg.converged_ = result.loss, result.n_iter, result.converged
+        return self.scorer(reg, self.X[test], self.y[test])
+
+
+def _step(path, X, y, score, fit_params):
+    return path.step(X, y, score, fit_params)
 
 
 class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
-    """Mixture of experts with the number of experts chosen by cross-validation.
+    """Mixture of experts with its number of experts, router, temperature,
+    perturbation and ridge penalty chosen by cross-validation.
 
     In the way of :class:`~sklearn.linear_model.LassoCV`: on each training
-    fold and for each router of ``router`` and each of the ``temperatures``, a
-    path of mixtures with ``1, 2, ..., max_experts`` experts is fitted, each
-    started from the previous one with the expert that fits worst split in two
-    (:ref:`solver`); each mixture of the path is scored on the fold's test
-    rows; the router, number of experts and temperature with the best mean
-    score are then fitted on all the data by :class:`CosineMoERegressor` (its
-    default fit), which predicts.
+    fold, for each router of ``router`` and each of the ``temperatures``,
+    mixtures of ``1, 2, ...`` experts are grown one expert at a time (the
+    expert that fits worst split in two, :ref:`solver`), and at each number
+    of experts carried warm along the grid of ``alphas`` x ``tau1s`` x
+    ``tau2s`` (each fit started from its neighbour's optimum, :ref:`cv-path`).
+    Each mixture is scored on the fold's test rows.  The path grows until the
+    best mean test score has not improved for ``patience`` experts, or up to
+    ``max_experts``.  The candidate with the best mean score is then fitted on
+    all the data by :class:`CosineMoERegressor` (its default fit), which
+    predicts.
 
     Put a :class:`~sklearn.preprocessing.StandardScaler` in front, as for
     :class:`CosineMoERegressor`.
 
     Parameters
     ----------
-    max_experts : int, default=5
-        Largest number of experts of the path.
+    max_experts : int or None, default=None
+        Largest number of experts of the path.  None is the data's ceiling:
+        the most experts with at least ten training rows per parameter on
+        every fold (:data:`~sklearn_cosmoe._cv_path.ROWS_PER_PARAMETER`).  A
+        warning says when the best number is the ceiling.
+    patience : int, default=3
+        The path stops once this many more experts have not improved the best
+        mean test score.
     cv : int, cross-validation generator or iterable, default=5
         Splitting strategy, as in :func:`~sklearn.model_selection.check_cv`
         (an int is a :class:`~sklearn.model_selection.KFold` without
@@ -66,45 +112,70 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         regression function changes along a direction; the plain cosine
         router's scores do not shrink with short rows or short router
         vectors as the perturbed router's do (:ref:`tuning`).
-    tau1, tau2, expert, alpha, max_iter, tol : \
-            see :class:`CosineMoERegressor`
+    tau1s, tau2s : array-like of float, default=(1.0,)
+        Candidate perturbations of the perturbed cosine router (the other
+        routers have none).  Under the default solver a fit's model does not
+        depend on ``tau1``, only its parametrisation (:ref:`cv-path`).
+    alphas : array-like of float, default=(0.1, 1.0, 10.0)
+        Candidate ridge penalties of the experts on the scale of
+        :class:`~sklearn.linear_model.Ridge`'s ``alpha`` (a penalty on sums
+        over the rows; the default is :class:`~sklearn.linear_model.RidgeCV`'s):
+        a mixture fitted on ``n`` rows gets :class:`CosineMoERegressor`'s
+        ``alpha = alphas / n``, so that the one-expert mixture is
+        ``Ridge(alpha)``, on the folds as on all the data.
+    expert, max_iter, tol : see :class:`CosineMoERegressor`
         Shared by every mixture of the paths and the final fit.
     n_init : int, default=1
         Starts of the final fit (:class:`CosineMoERegressor`'s ``n_init``).
+    n_jobs : int or None, default=None
+        Paths (folds x routers x temperatures) fitted in parallel by joblib;
+        None is 1 unless in a :func:`joblib.parallel_backend` context.  The
+        results do not depend on it.
     random_state : int, RandomState instance or None, default=None
         Seeds the path's splits of experts and the final fit.
     verbose : int, default=0
-        Print the score of each number of experts.
+        Print the best mean test score at each number of experts.
 
     Attributes
     ----------
     n_experts_ : int
-        The number of experts with the best mean test score (on a tie the
-        smallest number, then the router and the temperature given first).
+        The chosen number of experts: that of the best mean test score,
+        unless fewer experts trail it by at most one standard error of the
+        per-split differences (then the fewest such;
+        :func:`~sklearn_cosmoe._cv_path.choose`).
     router_ : str
-        The router with the best mean test score.
+        The router of the chosen candidate, as are the next four.
     temperature_ : float
-        The temperature with the best mean test score.
+    tau1_, tau2_ : float
+        The best candidate's perturbations (the first of ``tau1s`` and
+        ``tau2s`` for a router without them).
+    alpha_ : float
+        The chosen ridge penalty, on Ridge's scale: ``estimator_.alpha`` is
+        ``alpha_ / n_samples``.
     estimator_ : CosineMoERegressor
-        The final fit, on all the data, with ``n_experts_`` experts.
-    n_experts_path_ : ndarray of shape (max_experts,)
-        ``1, 2, ..., max_experts``.
+        The final fit, on all the data, of the best candidate.
+    max_experts_ : int
+        The ceiling of the path: ``max_experts``, or the data's.
+    n_experts_path_ : ndarray of shape (n_steps,)
+        ``1, 2, ...``: the numbers of experts fitted before the path stopped.
     routers_ : tuple of str
-        The candidate routers, in the order given.
-    temperatures_ : ndarray of shape (n_temperatures,)
-        The candidate temperatures, in the order given.
-    score_path_ : ndarray of shape (n_routers, n_temperatures, max_experts, \
-            n_splits)
-        Test score of each mixture of each path on each split.
+    temperatures_, tau1s_, tau2s_, alphas_ : ndarray
+        The candidates, in the order given.
+    score_path_ : ndarray of shape (n_candidates, n_steps, n_splits)
+        Test score of each candidate's mixture of each number of experts on
+        each split; the candidates in the order of ``cv_results_``.
     best_score_ : float
-        Mean test score of ``n_experts_``.
+        Mean test score of the best candidate.
     cv_results_ : dict of ndarrays
-        ``param_router``, ``param_temperature``, ``param_n_experts``,
-        ``split{i}_test_score``, ``mean_test_score``, ``std_test_score``,
-        ``rank_test_score`` and ``split{i}_train_loss`` (the training
-        objective of each mixture of the path), one entry per (router,
-        temperature, number of experts), in that order of nesting, as in
-        :class:`~sklearn.model_selection.GridSearchCV`.
+        One entry per candidate and number of experts, as in
+        :class:`~sklearn.model_selection.GridSearchCV`: ``param_router``,
+        ``param_temperature``, ``param_alpha``, ``param_tau1``,
+        ``param_tau2`` (masked for routers without perturbations),
+        ``param_n_experts``, ``params``, ``split{i}_test_score``,
+        ``mean_test_score``, ``std_test_score``, ``rank_test_score`` and
+        ``split{i}_train_loss`` (the training objective).  Nested in that
+        order: router, temperature, alpha, tau1, tau2 (the last candidate
+        varying fastest), then the number of experts.
     n_iter_ : int
         ``estimator_.n_iter_``.
     n_features_in_ : int
@@ -125,24 +196,27 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
     >>> X, y, _ = make_cosine_moe(600, n_features=2, n_experts=2, temperature=0.2,
     ...                           noise=0.05, random_state=0)
     >>> reg = make_pipeline(StandardScaler(), CosineMoERegressorCV(
-    ...     max_experts=3, cv=3, temperatures=[0.2], random_state=0)).fit(X, y)
+    ...     max_experts=3, cv=3, temperatures=[0.2], alphas=[0.1],
+    ...     random_state=0)).fit(X, y)
     >>> reg[-1].n_experts_ >= 2
     True
     """
 
     _parameter_constraints = {
-        "max_experts": [Interval(Integral, 1, None, closed="left")],
+        "max_experts": [Interval(Integral, 1, None, closed="left"), None],
+        "patience": [Interval(Integral, 1, None, closed="left")],
         "cv": ["cv_object"],
         "scoring": [StrOptions(set(get_scorer_names())), callable, None],
         "router": [StrOptions(set(ROUTERS)), tuple, list],
-        "tau1": [Interval(Real, 0, None, closed="left")],
-        "tau2": [Interval(Real, 0, None, closed="left")],
         "temperatures": ["array-like"],
+        "tau1s": ["array-like"],
+        "tau2s": ["array-like"],
+        "alphas": ["array-like"],
         "expert": [StrOptions(set(EXPERTS))],
-        "alpha": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_init": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -150,33 +224,37 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
     def __init__(
         self,
         *,
-        max_experts=5,
+        max_experts=None,
+        patience=PATIENCE,
         cv=5,
         scoring=None,
         temperatures=(1.0, 0.3, 0.1),
         router=("perturbed_cosine", "cosine", "linear"),
-        tau1=1.0,
-        tau2=1.0,
+        tau1s=(1.0,),
+        tau2s=(1.0,),
+        alphas=(0.1, 1.0, 10.0),
         expert="linear",
-        alpha=1e-4,
         max_iter=1000,
         tol=1e-6,
         n_init=1,
+        n_jobs=None,
         random_state=None,
         verbose=0,
     ):
         self.max_experts = max_experts
+        self.patience = patience
         self.cv = cv
         self.scoring = scoring
         self.temperatures = temperatures
         self.router = router
-        self.tau1 = tau1
-        self.tau2 = tau2
+        self.tau1s = tau1s
+        self.tau2s = tau2s
+        self.alphas = alphas
         self.expert = expert
-        self.alpha = alpha
         self.max_iter = max_iter
         self.tol = tol
         self.n_init = n_init
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
 
@@ -196,49 +274,18 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
             )
         return routers
 
-    def _mixture(self, n_experts, router, temperature, random_state):
+    def _mixture(self, n_experts, router, temperature, tau1, tau2, alpha,
+                 random_state=None):
         return CosineMoERegressor(
-            n_experts=n_experts, router=router, tau1=self.tau1, tau2=self.tau2,
-            temperature=temperature, expert=self.expert, alpha=self.alpha,
+            n_experts=n_experts, router=router, tau1=tau1, tau2=tau2,
+            temperature=temperature, expert=self.expert, alpha=alpha,
             max_iter=self.max_iter, tol=self.tol, n_init=self.n_init,
             random_state=random_state,
         )
 
-    def _path(self, X, y, router, temperature, rng):
-        """Fitted :class:`CosineMoERegressor` with 1, ..., ``max_experts`` experts.
-
-        ``X`` is float64 and C-contiguous; each mixture starts from the
-        previous one with its worst expert split (:func:`grow_path`).
-        """
-        template = self._mixture(1, router, temperature, None)
-        template._check_params()
-        weights = np.ones(len(y))
-        target, y_mean, y_scale = standardize_target(y, weights)
-        spec = template._spec(None if y.ndim == 1 else y.shape[1])
-        path = grow_path(ArrayObjective(X, target, weights), spec, self.max_experts, rng,
-                         max_iter=self.max_iter, tol=self.tol)
-        for k, result in enumerate(path, start=1):
-            reg = clone(template).set_params(n_experts=k)
-            with np.errstate(over="ignore"):
-                fitted = params_on_target_scale(result.params, y_mean, y_scale,
-                                                self.expert)
-            if not all(np.all(np.isfinite(value)) for value in fitted.values()):
-                raise ValueError(
-                    f"The fitted parameters of the path's mixture of {k} experts "
-                    "overflow on the scale of y (standard deviation "
-                    f"{np.max(y_scale):.3g}); scale y down first."
-                )
-            fitted.update(reg._fitted_hyperparameters())
-            for name, value in fitted.items():
-                setattr(reg, name, value)
-            reg.n_features_in_ = X.shape[1]
-            reg.loss_, reg.n_iter_, reg.converged_ = result.loss, result.n_iter, result.converged
-            reg.init_losses_ = np.array([result.loss])
-            yield reg
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, groups=None):
-        """Fit the path on each training fold, choose ``n_experts_``, refit.
+        """Fit the paths on each training fold, choose the best candidate, refit.
 
         Parameters
         ----------
@@ -260,81 +307,104 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         those of ``validate_data`` (which :func:`fit_or_keep` restores on failure)."""
         check_no_booleans(self, _NUMERIC_PARAMETERS)
         routers = self._routers()
-        temperatures = check_temperatures(self.temperatures)
+        temperatures = check_candidates("temperatures", self.temperatures, positive=True)
+        tau1s = check_candidates("tau1s", self.tau1s)
+        tau2s = check_candidates("tau2s", self.tau2s)
+        alphas = check_candidates("alphas", self.alphas)
         check_numeric_target(y)
         X, y = validate_data(self, X, y, y_numeric=True, multi_output=True,
                              dtype=np.float64, order="C")
         y = np.asarray(y, dtype=np.float64)
         check_x_magnitude(X)
         check_y_magnitude(y)
-        check_regressor_memory(type(self).__name__, *X.shape, self.max_experts,
-                               None if y.ndim == 1 else y.shape[1], self.expert,
-                               expert_parameter="max_experts")
         cv = check_cv(self.cv, y, classifier=False)
         splits = list(cv.split(X, y, groups))
-        scorer = check_scoring(self._mixture(1, routers[0], 1.0, None),
-                               scoring=self.scoring)
+        n_outputs = None if y.ndim == 1 else y.shape[1]
+        template = self._mixture(1, routers[0], temperatures[0], tau1s[0], tau2s[0],
+                                 alphas[0] / len(y))
+        template._check_params()
+        base_spec = template._spec(n_outputs)
+        ceiling = self.max_experts or expert_ceiling(
+            min(len(train) for train, _ in splits), X.shape[1], base_spec)
+        check_regressor_memory(type(self).__name__, *X.shape, ceiling, n_outputs,
+                               self.expert, expert_parameter="max_experts")
+        scorer = check_scoring(template, scoring=self.scoring)
         rng = check_random_state(self.random_state)
         # one seed for the paths of every split, one for the final fit
         path_seed, final_seed = rng.randint(np.iinfo(np.int32).max, size=2)
 
-        candidates = [(r, T) for r in routers for T in temperatures]
-        shape = (len(candidates), self.max_experts, len(splits))
-        scores, train_losses = np.empty(shape), np.empty(shape)
-        for j, (train, test) in enumerate(splits):
-            X_train = np.ascontiguousarray(X[train])
-            for c, (router, temperature) in enumerate(candidates):
-                path_rng = np.random.RandomState(path_seed)
-                path = self._path(X_train, y[train], router, temperature, path_rng)
-                for k, reg in enumerate(path):
-                    scores[c, k, j] = scorer(reg, X[test], y[test])
-                    train_losses[c, k, j] = reg.loss_
-
-        flat = scores.reshape(-1, len(splits))
+        # candidates: (router, temperature, (tau1, tau2, alpha)) in cv_results_ order
+        candidates, paths, path_of = [], [], []
+        for router in routers:
+            points, order = grid_points(router, tau1s, tau2s, alphas)
+            for T in temperatures:
+                spec = replace(base_spec, router=router, temperature=float(T))
+                first = len(candidates)
+                candidates.extend((router, float(T), point) for point in points)
+                for train, test in splits:
+                    path_of.append(first)
+                    paths.append(FoldPath(train, test, spec, points, order,
+                                          np.random.RandomState(path_seed)))
+        score = _PathScore(scorer, X, y, {"expert": self.expert, "max_iter": self.max_iter,
+                                          "tol": self.tol, "n_init": self.n_init})
+        fit_params = {"max_iter": self.max_iter, "tol": self.tol}
+        n_splits = len(splits)
+        steps_scores, steps_losses = [], []
+        best, best_k = -np.inf, 0
+        with Parallel(n_jobs=self.n_jobs) as parallel:
+            for k in range(1, ceiling + 1):
+                out = parallel(delayed(_step)(path, X, y, score, fit_params)
+                               for path in paths)
+                scores = np.empty((len(candidates), n_splits))
+                losses = np.empty_like(scores)
+                for p, (path, s, l) in enumerate(out):
+                    paths[p] = path
+                    c, j = path_of[p], p % n_splits
+                    scores[c:c + len(s), j], losses[c:c + len(s), j] = s, l
+                steps_scores.append(scores)
+                steps_losses.append(losses)
+                mean_k = scores.mean(axis=1)
+                if not np.all(np.isfinite(mean_k)):
+                    raise ValueError(
+                        "Some test scores are not finite; check scoring and the data "
+                        f"(mean test scores with {k} experts: {mean_k})."
+                    )
+                if self.verbose:
+                    print(f"[CosineMoECV] {k} experts: best mean test score "
+                          f"{mean_k.max():.5f}")
+                if mean_k.max() > best:
+                    best, best_k = mean_k.max(), k
+                elif k - best_k >= self.patience:
+                    break
+        n_steps = len(steps_scores)
+        score_path = np.stack(steps_scores, axis=1)  # (candidate, k, split)
+        flat = score_path.reshape(-1, n_splits)
         mean, std = flat.mean(axis=1), flat.std(axis=1)
-        if not np.all(np.isfinite(mean)):
-            raise ValueError(
-                "Some test scores are not finite; check scoring and the data "
-                f"(mean test scores: {mean})."
+        c_best, k_best = choose(score_path)
+        order = np.lexsort((np.arange(mean.size), -mean))
+        router, temperature, (tau1, tau2, alpha) = candidates[c_best]
+        if k_best + 1 == ceiling:
+            warnings.warn(
+                f"The best number of experts, {ceiling}, is the largest the path tried "
+                + ("(max_experts); raise max_experts to try more."
+                   if self.max_experts else
+                   f"(the data's ceiling of {ROWS_PER_PARAMETER} training rows per "
+                   f"parameter); pass max_experts > {ceiling} to try more."),
+                UserWarning,
             )
-        # the smallest number of experts, then the first candidate, on a tie
-        order = np.lexsort((np.repeat(np.arange(len(candidates)), self.max_experts),
-                            np.tile(np.arange(self.max_experts), len(candidates)),
-                            -mean))
-        best = int(order[0])
-        c_best, k_best = divmod(best, self.max_experts)
-        fitted = {"n_experts_": k_best + 1}
-        router, temperature = candidates[c_best]
-        fitted["router_"], fitted["temperature_"] = router, float(temperature)
-        fitted["routers_"] = routers
-        fitted["temperatures_"] = temperatures
-        fitted["n_experts_path_"] = path_sizes = np.arange(1, self.max_experts + 1)
-        fitted["score_path_"] = scores.reshape(len(routers), len(temperatures),
-                                               self.max_experts, len(splits))
-        fitted["best_score_"] = float(mean[best])
         ranks = np.empty(mean.size, dtype=np.int32)
         ranks[order] = np.arange(1, mean.size + 1)
-        fitted["cv_results_"] = results = {
-            "param_router": np.repeat(np.array(routers, dtype=object),
-                                      len(temperatures) * self.max_experts),
-            "param_temperature": np.tile(np.repeat(temperatures, self.max_experts),
-                                         len(routers)),
-            "param_n_experts": np.tile(path_sizes, len(candidates)),
-            **{f"split{j}_test_score": flat[:, j] for j in range(len(splits))},
-            "mean_test_score": mean,
-            "std_test_score": std,
-            "rank_test_score": ranks,
-            **{f"split{j}_train_loss": train_losses.reshape(-1, len(splits))[:, j]
-               for j in range(len(splits))},
+        fitted = {
+            "n_experts_": k_best + 1, "router_": router, "temperature_": temperature,
+            "tau1_": tau1, "tau2_": tau2, "alpha_": alpha, "max_experts_": ceiling,
+            "n_experts_path_": np.arange(1, n_steps + 1), "routers_": routers,
+            "temperatures_": temperatures, "tau1s_": tau1s, "tau2s_": tau2s,
+            "alphas_": alphas, "score_path_": score_path, "best_score_": float(mean[c_best * n_steps + k_best]),
+            "cv_results_": cv_results(candidates, n_steps, flat, mean, std, ranks,
+                                       np.stack(steps_losses, axis=1).reshape(-1, n_splits)),
         }
-        if self.verbose:
-            for r, T, k, m, s in zip(results["param_router"],
-                                     results["param_temperature"],
-                                     results["param_n_experts"], mean, std):
-                print(f"[CosineMoECV] {r}, T={T:g}, {k} experts: "
-                      f"test score {m:.5f} +- {s:.5f}")
-
-        estimator = self._mixture(k_best + 1, router, float(temperature), int(final_seed))
+        estimator = self._mixture(k_best + 1, router, temperature, tau1, tau2,
+                                  alpha / len(y), int(final_seed))
         fitted["estimator_"] = estimator.fit(X, y)
         fitted["n_iter_"] = estimator.n_iter_
         return fitted
@@ -385,3 +455,4 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
                 "its n_features_in_ differs from its estimator_'s. The file may have "
                 "been altered; do not use it."
             )
+

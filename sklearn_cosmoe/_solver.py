@@ -14,7 +14,7 @@ sparse one.
 A fit from the data (:func:`fit_from_data`) keeps the best of a few k-means
 starts (:func:`initial_params`).  A path of mixtures with 1, 2, ... experts
 grows each from the last by splitting the expert that fits worst
-(:func:`grow_path`, :func:`split_worst_expert`).  Every step depends on
+(:func:`split_worst_expert`).  Every step depends on
 ``sample_weight`` only through weighted sums, so integer weights and repeated
 rows give the same fit.
 """
@@ -305,32 +305,6 @@ def fit_least_squares(data, params, spec, *, solver=None, max_iter=1000,
               + ("" if minimum.reason is None else f", stopped by {minimum.reason}"))
     return FitResult(params, minimum.loss, n_iter, minimum.reason is None, minimum.reason,
                      minimum.stationarity)
-
-
-def grow_path(data, spec, max_experts, rng, **fit_params):
-    """Fits with 1, 2, ..., ``max_experts`` experts, each split from the last.
-
-    The one-expert fit starts from the least-squares linear fit
-    (:func:`initial_params`); each further fit starts from the previous one
-    with its worst expert split (:func:`split_worst_expert`).  Top-K gates
-    apply once the mixture has more than ``top_k`` experts.  ``fit_params``
-    go to :func:`fit_least_squares`.
-
-    Yields
-    ------
-    FitResult
-        For 1, 2, ..., ``max_experts`` experts.
-    """
-    def spec_for(k):
-        return spec if spec.top_k is None or spec.top_k < k else replace(spec, top_k=None)
-
-    params = initial_params(data, spec_for(1), 1, rng)
-    for k in range(1, max_experts + 1):
-        if k > 1:
-            params = split_worst_expert(data, result.params, spec_for(k), rng)
-        result = fit_least_squares(data, params, spec_for(k), solve_experts_first=False,
-                                   **fit_params)
-        yield result
 
 
 def fit_from_data(data, spec, n_experts, rng, *, solver=None, max_iter=1000,

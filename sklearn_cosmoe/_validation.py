@@ -149,23 +149,24 @@ def check_label_types(y):
         )
 
 
-def check_temperatures(temperatures):
-    """``temperatures`` of :class:`CosineMoERegressorCV` as a checked 1-d float64 array."""
-    message = ("temperatures must be a non-empty 1-d sequence of finite numbers > 0; "
-               f"got {temperatures!r}")
-    if isinstance(temperatures, (str, bytes)):
+def check_candidates(name, values, positive=False):
+    """The candidate values ``name`` of :class:`CosineMoERegressorCV` as a checked 1-d
+    float64 array: finite numbers >= 0 (> 0 if ``positive``)."""
+    message = (f"{name} must be a non-empty 1-d sequence of finite numbers "
+               f"{'> 0' if positive else '>= 0'}; got {values!r}")
+    if isinstance(values, (str, bytes)):
         raise ValueError(message + ".")
-    values = np.asarray(temperatures, dtype=object)
-    if values.ndim != 1 or values.size == 0:
-        raise ValueError(message + f" (of shape {values.shape}).")
-    for value in values:
+    array = np.asarray(values, dtype=object)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(message + f" (of shape {array.shape}).")
+    for value in array:
         if isinstance(value, (bool, np.bool_)) or not isinstance(
                 value, (int, float, np.integer, np.floating)):
             raise ValueError(message + f" ({value!r} is not a number).")
-    values = values.astype(np.float64)
-    if not np.all(np.isfinite(values) & (values > 0)):
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array) & ((array > 0) if positive else (array >= 0))):
         raise ValueError(message + ".")
-    return values
+    return array
 
 
 def check_positive_total_weight(sample_weight):

@@ -21,13 +21,14 @@ def mixture_data():
 def fitted(mixture_data):
     X, y = mixture_data
     return CosineMoERegressorCV(max_experts=4, cv=3, router="perturbed_cosine",
-                                temperatures=[1.0, 0.1], random_state=0).fit(X, y)
+                                temperatures=[1.0, 0.1], alphas=[0.1],
+                                random_state=0).fit(X, y)
 
 
 def test_chooses_several_experts_and_sharp_gates_for_a_sharp_mixture(fitted):
     assert fitted.n_experts_ >= 3 and fitted.temperature_ == 0.1
     # the path's score rises steeply from one expert
-    scores = fitted.score_path_[0].mean(axis=2)
+    scores = fitted.score_path_.mean(axis=2)  # (temperature, n_experts)
     assert scores[1, fitted.n_experts_ - 1] > scores[1, 0] + 0.1
 
 
@@ -43,28 +44,40 @@ def test_chooses_one_expert_for_linear_data():
 def test_results_are_consistent(fitted, mixture_data):
     X, _ = mixture_data
     results = fitted.cv_results_
-    assert_array_equal(results["param_router"], ["perturbed_cosine"] * 8)
-    assert_array_equal(results["param_temperature"], [1.0] * 4 + [0.1] * 4)
-    assert_array_equal(results["param_n_experts"], [1, 2, 3, 4] * 2)
-    assert_array_equal(fitted.n_experts_path_, np.arange(1, 5))
+    n_steps = len(fitted.n_experts_path_)
+    n = 2 * n_steps  # two temperatures x the numbers of experts
+    assert_array_equal(fitted.n_experts_path_, np.arange(1, n_steps + 1))
+    assert fitted.max_experts_ == 4 and n_steps <= 4
+    assert_array_equal(results["param_router"], ["perturbed_cosine"] * n)
+    assert_array_equal(results["param_temperature"], [1.0] * n_steps + [0.1] * n_steps)
+    assert_array_equal(results["param_n_experts"], list(range(1, n_steps + 1)) * 2)
+    assert_array_equal(results["param_alpha"], [0.1] * n)
+    assert not np.ma.getmaskarray(results["param_tau1"]).any()
+    assert results["params"][n_steps] == {"router": "perturbed_cosine", "temperature": 0.1,
+                                          "alpha": 0.1, "tau1": 1.0, "tau2": 1.0,
+                                          "n_experts": 1}
     assert_array_equal(fitted.temperatures_, [1.0, 0.1])
     assert fitted.routers_ == ("perturbed_cosine",)
-    assert fitted.score_path_.shape == (1, 2, 4, 3)
-    flat = fitted.score_path_.reshape(8, 3)
+    assert fitted.score_path_.shape == (2, n_steps, 3)
+    flat = fitted.score_path_.reshape(n, 3)
     for j in range(3):
         assert_array_equal(results[f"split{j}_test_score"], flat[:, j])
     assert_allclose(results["mean_test_score"], flat.mean(axis=1))
     assert_allclose(results["std_test_score"], flat.std(axis=1))
     best = np.argmax(results["mean_test_score"])
     assert results["rank_test_score"][best] == 1
-    assert_array_equal(np.sort(results["rank_test_score"]), np.arange(1, 9))
-    assert (fitted.n_experts_, fitted.temperature_) == (
-        results["param_n_experts"][best], results["param_temperature"][best])
-    assert fitted.best_score_ == results["mean_test_score"][best]
+    assert_array_equal(np.sort(results["rank_test_score"]), np.arange(1, n + 1))
+    chosen = results["params"].index({"router": "perturbed_cosine",
+                                      "temperature": fitted.temperature_,
+                                      "alpha": fitted.alpha_, "tau1": fitted.tau1_,
+                                      "tau2": fitted.tau2_,
+                                      "n_experts": fitted.n_experts_})
+    assert fitted.best_score_ == results["mean_test_score"][chosen]
     assert isinstance(fitted.estimator_, CosineMoERegressor)
     assert fitted.estimator_.n_experts == fitted.n_experts_
     assert fitted.estimator_.temperature == fitted.temperature_
     assert fitted.estimator_.router == fitted.router_ == "perturbed_cosine"
+    assert fitted.estimator_.alpha == fitted.alpha_ / len(X)  # Ridge's scale
     assert_array_equal(fitted.predict(X), fitted.estimator_.predict(X))
     assert fitted.n_iter_ == fitted.estimator_.n_iter_ >= 1
 
@@ -74,18 +87,23 @@ def test_one_expert_scores_are_ridge_on_each_fold_for_any_splitter_and_scoring()
     X = rng.standard_normal((120, 3))
     y = np.sin(2 * X[:, 0]) + 0.1 * rng.standard_normal(120)
     groups = np.repeat(np.arange(6), 20)
-    reg = CosineMoERegressorCV(max_experts=2, cv=GroupKFold(3), alpha=1e-2,
+    alphas = [0.5, 20.0]
+    reg = CosineMoERegressorCV(max_experts=2, cv=GroupKFold(3), alphas=alphas,
                                temperatures=[0.5], scoring="neg_mean_squared_error",
                                random_state=0)
     reg.fit(X, y, groups=groups)
     assert reg.routers_ == ("perturbed_cosine", "cosine", "linear")  # the default
+    assert_array_equal(reg.cv_results_["param_alpha"][:4], [0.5, 0.5, 20.0, 20.0])
+    one_expert = reg.score_path_[:, 0].reshape(3, 2, 3)  # router x alpha x split
     for j, (train, test) in enumerate(GroupKFold(3).split(X, y, groups)):
-        # one expert: 1/2 mean squared error + alpha/2 |a|^2 on the
-        # standardized target is Ridge(alpha * n_train) on any scale of y,
-        # under every router
-        ridge = Ridge(alpha=1e-2 * len(train)).fit(X[train], y[train])
-        assert_allclose(reg.score_path_[:, 0, 0, j],
-                        -mean_squared_error(y[test], ridge.predict(X[test])), rtol=1e-6)
+        for a, alpha in enumerate(alphas):
+            # one expert: 1/2 mean squared error + alpha / (2 n_train) |a|^2 on
+            # the standardized target is Ridge(alpha) on any scale of y, under
+            # every router
+            ridge = Ridge(alpha=alpha).fit(X[train], y[train])
+            assert_allclose(one_expert[:, a, j],
+                            -mean_squared_error(y[test], ridge.predict(X[test])),
+                            rtol=1e-6)
 
 
 def test_chooses_the_router_that_sees_the_lengths_of_the_rows():
@@ -95,10 +113,10 @@ def test_chooses_the_router_that_sees_the_lengths_of_the_rows():
     t = rng.uniform(0.5, 4.0, 600)
     X = np.c_[t, 0.1 * rng.standard_normal(600)]  # rows of almost one direction
     y = np.minimum(t, 4.0 - t) + 0.05 * rng.standard_normal(600)  # a tent at t = 2
-    reg = CosineMoERegressorCV(max_experts=2, cv=3, temperatures=[0.3],
+    reg = CosineMoERegressorCV(max_experts=2, cv=3, temperatures=[0.3], alphas=[0.1],
                                router=("cosine", "linear"), random_state=0).fit(X, y)
     assert reg.router_ == "linear" and reg.n_experts_ == 2
-    scores = reg.score_path_.mean(axis=-1)[:, 0, 1]  # two experts, per router
+    scores = reg.score_path_.mean(axis=-1)[:, 1]  # two experts, per router
     assert scores[1] > 0.95 > 0.5 > scores[0]
     results = reg.cv_results_
     assert_array_equal(results["param_router"], ["cosine"] * 2 + ["linear"] * 2)
@@ -118,7 +136,12 @@ def test_splitter_object_and_int_agree(mixture_data):
 @pytest.mark.parametrize("params,match", [
     ({"max_experts": 0}, "max_experts"),
     ({"temperatures": []}, "temperatures must be a non-empty"),
-    ({"temperatures": [1.0, -0.1]}, "temperatures must be a non-empty"),
+    ({"temperatures": [1.0, 0.0]}, "temperatures must be .* finite numbers > 0"),
+    ({"tau2s": [1.0, -0.1]}, "tau2s must be .* finite numbers >= 0"),
+    ({"tau1s": [[1.0]]}, r"tau1s must be .* \(of shape \(1, 1\)\)"),
+    ({"alphas": [np.nan]}, "alphas must be .* finite numbers >= 0"),
+    ({"alphas": ["1"]}, "alphas must be .* is not a number"),
+    ({"patience": 0}, "patience"),
     ({"router": []}, "router must be one of"),
     ({"router": ["cosine", "cosine"]}, "router must be one of"),
     ({"router": ["cosine", "sine"]}, "router must be one of"),
@@ -138,9 +161,76 @@ def test_chooses_the_plain_cosine_router_where_short_rows_must_route_sharply():
     radius = rng.uniform(0.05, 3.0, 600)
     X = np.c_[radius * np.cos(angle), radius * np.sin(angle)]
     y = np.where(np.cos(angle) > 0, 1.0, -1.0) + 0.05 * rng.standard_normal(600)
-    reg = CosineMoERegressorCV(max_experts=2, cv=3, temperatures=[0.1],
+    reg = CosineMoERegressorCV(max_experts=2, cv=3, temperatures=[0.1], alphas=[0.1],
                                router=("perturbed_cosine", "cosine"),
                                random_state=0).fit(X, y)
     assert reg.router_ == "cosine" and reg.n_experts_ == 2
     scores = reg.cv_results_["mean_test_score"].reshape(2, 2)  # router x n_experts
     assert scores[1, 1] > scores[0, 1] + 0.02
+
+
+def test_the_path_stops_after_patience_steps_without_a_better_score():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((400, 2))
+    y = X @ [1.0, -2.0] + rng.standard_normal(400)  # linear: no expert helps
+    for patience in (1, 2):
+        reg = CosineMoERegressorCV(patience=patience, cv=3, router="linear",
+                                   temperatures=[1.0], alphas=[1.0],
+                                   random_state=0).fit(X, y)
+        best_per_step = reg.score_path_.mean(axis=2).max(axis=0)
+        best_step = int(np.argmax(best_per_step))  # first of the best
+        assert len(reg.n_experts_path_) == min(reg.max_experts_,
+                                               best_step + 1 + patience)
+        assert reg.max_experts_ > best_step + 1 + patience  # stopped before the ceiling
+
+
+def test_the_data_ceiling_is_ten_rows_per_parameter_and_is_announced(mixture_data):
+    X, y = mixture_data
+    X, y = X[:330], y[:330]
+    # 3 folds of 220 training rows; one linear expert in 2 dimensions has
+    # 2 + 1 router and 2 + 1 expert parameters: 220 / (10 * 6) -> 3 experts
+    with pytest.warns(UserWarning, match=r"best number of experts, 3, is the largest "
+                      r".*10 training rows per parameter.*max_experts > 3"):
+        reg = CosineMoERegressorCV(cv=3, router="perturbed_cosine", temperatures=[0.1],
+                                   alphas=[0.1], random_state=0).fit(X, y)
+    assert reg.max_experts_ == 3 and reg.n_experts_ == 3
+    with pytest.warns(UserWarning, match="raise max_experts"):
+        CosineMoERegressorCV(max_experts=2, cv=3, router="perturbed_cosine",
+                             temperatures=[0.1], alphas=[0.1], random_state=0).fit(X, y)
+
+
+def test_results_do_not_depend_on_n_jobs(mixture_data):
+    X, y = mixture_data
+    params = dict(max_experts=3, cv=3, router=("perturbed_cosine", "linear"),
+                  temperatures=[0.3], tau2s=[0.5, 1.0], alphas=[0.1, 1.0], random_state=0)
+    one = CosineMoERegressorCV(n_jobs=1, **params).fit(X, y)
+    two = CosineMoERegressorCV(n_jobs=2, **params).fit(X, y)
+    assert_array_equal(one.score_path_, two.score_path_)
+    for j in range(3):
+        assert_array_equal(one.cv_results_[f"split{j}_train_loss"],
+                           two.cv_results_[f"split{j}_train_loss"])
+    assert_array_equal(one.predict(X), two.predict(X))
+
+
+def test_the_warm_path_reaches_the_objectives_of_independent_fits():
+    X, y = make_cosine_moe(300, 2, 2, temperature=0.3, noise=0.1, inputs="normal",
+                           random_state=4)[:2]
+    tau1s, tau2s, alphas = [0.3, 3.0], [0.5, 2.0], [0.1, 10.0]
+    reg = CosineMoERegressorCV(max_experts=2, cv=3, router="perturbed_cosine",
+                               temperatures=[0.3], tau1s=tau1s, tau2s=tau2s,
+                               alphas=alphas, tol=1e-10, random_state=0).fit(X, y)
+    results = reg.cv_results_
+    train, _ = next(KFold(3).split(X))
+    losses = results["split0_train_loss"].reshape(2, 2, 2, 2)  # alpha, tau1, tau2, k
+    for a, alpha in enumerate(alphas):
+        for i, tau1 in enumerate(tau1s):
+            for j, tau2 in enumerate(tau2s):
+                alone = CosineMoERegressor(
+                    n_experts=2, temperature=0.3, tau1=tau1, tau2=tau2,
+                    alpha=alpha / len(train), tol=1e-10, random_state=0,
+                ).fit(X[train], y[train])
+                assert alone.converged_
+                assert_allclose(losses[a, i, j, 1], alone.loss_, rtol=1e-7)
+    # the perturbed router's gates see beta_1 / (|beta_1| + tau1): the model,
+    # and so the optimum, does not depend on tau1
+    assert_allclose(losses[:, 0], losses[:, 1], rtol=1e-9)

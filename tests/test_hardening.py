@@ -21,7 +21,8 @@ from sklearn.exceptions import NotFittedError
 from threadpoolctl import threadpool_limits
 
 from sklearn_cosmoe import (CosineMoEClassifier, CosineMoERegressor, CosineMoERegressorCV,
-                            _classifier, _cv, _estimator, _memory, persistence)
+                            _classifier, _cv, _cv_path, _estimator, _memory,
+                            persistence)
 
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((200, 4))
@@ -59,7 +60,7 @@ def no_numerical_work(monkeypatch):
         raise AssertionError("numerical work started before the input was checked")
     for module, names in ((_estimator, ("fit_from_data", "fit_least_squares")),
                           (_classifier, ("fit_from_data", "fit_likelihood")),
-                          (_cv, ("grow_path",))):
+                          (_cv_path, ("fit_least_squares", "initial_params"))):
         for name in names:
             monkeypatch.setattr(module, name, fail)
 
@@ -132,7 +133,7 @@ def test_set_params_does_not_change_classifier_predictions(clf, change):
 
 
 @pytest.mark.parametrize("change", [{"router": "bogus"}, {"temperatures": [0.0]},
-                                    {"tau2": float("nan")}, {"expert": "tanh"}])
+                                    {"tau2s": [float("nan")]}, {"expert": "tanh"}])
 def test_set_params_does_not_change_cv_predictions(cv, change):
     _assert_outputs_survive(cv, change, lambda model: [model.predict(X), model.score(X, Y)])
 
