@@ -43,7 +43,9 @@ def grid_points(router, tau1s, tau2s, alphas):
     given.  Only the perturbed cosine router has perturbations; the others
     get ``tau1s[0]`` and ``tau2s[0]``, which they ignore.  The warm order
     visits the penalties from the smallest up and the perturbations in a
-    snake, so that each point differs from the one before it in one value.
+    snake, ``tau1`` fastest, so that each point differs from the one before
+    it in one value, and the points of one ``tau2`` follow each other: a
+    move along ``tau1`` keeps the model (:func:`_moved`).
 
     Returns
     -------
@@ -55,8 +57,8 @@ def grid_points(router, tau1s, tau2s, alphas):
         tau1s, tau2s = tau1s[:1], tau2s[:1]
     n1, n2 = len(tau1s), len(tau2s)
     points = [(float(t1), float(t2), float(a)) for a in alphas for t1 in tau1s for t2 in tau2s]
-    tau_walk = [(i, j) for i in range(n1)
-                for j in (range(n2) if i % 2 == 0 else range(n2 - 1, -1, -1))]
+    tau_walk = [(i, j) for j in range(n2)
+                for i in (range(n1) if j % 2 == 0 else range(n1 - 1, -1, -1))]
     order = []
     for n_pass, a in enumerate(np.argsort(alphas, kind="stable")):
         walk = tau_walk if n_pass % 2 == 0 else tau_walk[::-1]
