@@ -361,7 +361,8 @@ def main(argv=None):
                         help="threads for every library (BLAS, OpenMP, numba); "
                              "default: all cores")
     parser.add_argument("--models", nargs="*", default=None,
-                        help="run only the models whose name contains one of these")
+                        help="run only the models named, or whose name contains one of "
+                             "these (a model's exact name picks it alone)")
     parser.add_argument("--moe-n-init", type=int, default=1,
                         help="restarts of each CosineMoERegressor fit (default 1, "
                              "the estimator's default)")
@@ -388,7 +389,10 @@ def main(argv=None):
         data = {k: v for k, v in data.items() if any(s in k for s in args.only)}
     models = competitors(args.quick, args.moe_n_init)
     if args.models:
-        models = {k: v for k, v in models.items() if any(s in k for s in args.models)}
+        # a model's exact name picks it alone ("MoE CV" without "MoE CV shuffled")
+        models = {k: v for k, v in models.items()
+                  if k in args.models or any(s in k and s not in models
+                                             for s in args.models)}
     command = "python benchmarks/bench_accuracy.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     import numba
