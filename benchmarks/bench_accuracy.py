@@ -209,8 +209,8 @@ def describe_grids(models):
             if name.startswith("MoE CV"):
                 note = ("; its default search (routers perturbed cosine, cosine, linear; "
                         "temperatures 1, 0.3, 0.1; ridge alphas 0.1, 1, 10 on Ridge's "
-                        "scale; experts grown until the inner CV score has not improved "
-                        "for 3, up to ten training rows per parameter) includes the model "
+                        "scale; experts grown until 3 more have not changed the choice, "
+                        "up to ten training rows per parameter) includes the model "
                         "data's generating values")
             if name == "MoE CV shuffled":
                 out.append(f"{name}: as MoE CV, but cv=KFold(5, shuffle=True, "

@@ -27,7 +27,7 @@ from ._validation import (check_candidates, check_no_booleans, check_numeric_tar
 _NUMERIC_PARAMETERS = ("max_experts", "patience", "max_iter", "tol", "n_init", "n_jobs")
 
 
-#: Steps of the path without a better mean test score before it stops.
+#: Experts the path adds without a change of its choice before it stops.
 PATIENCE = 3
 
 
@@ -72,8 +72,8 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
     of experts carried warm along the grid of ``alphas`` x ``tau1s`` x
     ``tau2s`` (each fit started from its neighbour's optimum, :ref:`cv-path`).
     Each mixture is scored on the fold's test rows.  The path grows until the
-    best mean test score has not improved for ``patience`` experts, or up to
-    ``max_experts``.  The candidate with the best mean score is then fitted on
+    chosen number of experts has not changed for ``patience`` experts, or up
+    to ``max_experts``.  The candidate with the best mean score is then fitted on
     all the data by :class:`CosineMoERegressor` (its default fit), which
     predicts.
 
@@ -88,8 +88,8 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         every fold (:data:`~sklearn_cosmoe._cv_path.ROWS_PER_PARAMETER`).  A
         warning says when the best number is the ceiling.
     patience : int, default=3
-        The path stops once this many more experts have not improved the best
-        mean test score.
+        The path stops once this many more experts have not changed the
+        chosen number of experts (``n_experts_``, chosen on the path so far).
     cv : int, cross-validation generator or iterable, default=5
         Splitting strategy, as in :func:`~sklearn.model_selection.check_cv`
         (an int is a :class:`~sklearn.model_selection.KFold` without
@@ -350,7 +350,6 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         fit_params = {"max_iter": self.max_iter, "tol": self.tol}
         n_splits = len(splits)
         steps_scores, steps_losses = [], []
-        best, best_k = -np.inf, 0
         with Parallel(n_jobs=self.n_jobs) as parallel:
             for k in range(1, ceiling + 1):
                 out = parallel(delayed(_step)(path, X, y, score, fit_params)
@@ -369,12 +368,13 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
                         "Some test scores are not finite; check scoring and the data "
                         f"(mean test scores with {k} experts: {mean_k})."
                     )
+                # the choice so far: the path stops once it has not moved for
+                # `patience` experts (an improvement within noise does not move it)
+                chosen_k = choose(np.stack(steps_scores, axis=1))[1] + 1
                 if self.verbose:
                     print(f"[CosineMoECV] {k} experts: best mean test score "
-                          f"{mean_k.max():.5f}")
-                if mean_k.max() > best:
-                    best, best_k = mean_k.max(), k
-                elif k - best_k >= self.patience:
+                          f"{mean_k.max():.5f}; {chosen_k} experts chosen so far")
+                if k - chosen_k >= self.patience:
                     break
         n_steps = len(steps_scores)
         score_path = np.stack(steps_scores, axis=1)  # (candidate, k, split)

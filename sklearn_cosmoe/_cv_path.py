@@ -8,7 +8,7 @@ grows its mixture by splitting its worst expert (:func:`split_worst_expert`),
 and every further point starts from the optimum of the point before it, which
 differs from it in one value (user guide :ref:`cv-path`).  The steps of all
 folds are taken in lock-step by the estimator, which stops the growth once
-the mean test score has not improved for a few steps.
+the number of experts they would choose has not changed for a few steps.
 """
 
 from dataclasses import replace
