@@ -46,6 +46,15 @@ TEMPERATURES = (1.0, 0.3, 0.1)
 JOBS_ROWS = 2000
 
 
+def _fit_seconds(model, X, y):
+    """Wall time of ``model.fit(X, y)``, its warnings (convergence, ceiling) silenced."""
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, y)
+    return time.perf_counter() - t0
+
+
 def header(title, command, seconds):
     return (f"# {title}\n\nCommand: `{command}`; git describe --dirty: "
             f"`{git_describe()}`; {seconds:.0f} s.\n\n")
@@ -111,21 +120,13 @@ def part_grid(quick):
     folds = KFold(5, shuffle=True, random_state=0)
     taus = TAUS[:2] if quick else TAUS
     warm = _warm(1, quick, X, y, folds)
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        warm.fit(X, y)
-    t_warm = time.perf_counter() - t0
+    t_warm = _fit_seconds(warm, X, y)
     log(f"warm path: {t_warm:.1f} s")
     grid = GridSearchCV(
         CosineMoERegressor(router="perturbed_cosine", random_state=0),
         {"n_experts": [1, 2, 3, 4], "tau1": list(taus), "tau2": list(taus),
          "temperature": list(TEMPERATURES)}, cv=folds)
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        grid.fit(X, y)
-    t_grid = time.perf_counter() - t0
+    t_grid = _fit_seconds(grid, X, y)
     log(f"GridSearchCV: {t_grid:.1f} s")
     res = grid.cv_results_
     best = grid.best_index_
@@ -172,11 +173,7 @@ def part_jobs(quick):
     times, fits = {}, {}
     for n_jobs in (1, 2):
         reg = CosineMoERegressorCV(n_jobs=n_jobs, random_state=0)
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            reg.fit(X, y)
-        times[n_jobs], fits[n_jobs] = time.perf_counter() - t0, reg
+        times[n_jobs], fits[n_jobs] = _fit_seconds(reg, X, y), reg
         log(f"n_jobs={n_jobs}: {times[n_jobs]:.1f} s")
     same = (np.array_equal(fits[1].score_path_, fits[2].score_path_)
             and np.array_equal(fits[1].predict(X), fits[2].predict(X)))
@@ -217,11 +214,7 @@ def part_ridge(quick, names=REAL_DATA):
         chosen = {label: [] for label in models}
         for train, test in outer.split(X):
             for label, model in models.items():
-                t0 = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    model.fit(X[train], y[train])
-                seconds[label] += time.perf_counter() - t0
+                seconds[label] += _fit_seconds(model, X[train], y[train])
                 scores[label].append(model.score(X[test], y[test]))
                 if label != "RidgeCV":
                     est = model[-1]

@@ -409,20 +409,44 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         fitted["n_iter_"] = estimator.n_iter_
         return fitted
 
-    def predict(self, X):
-        """Predict with the final fit ``estimator_``.
+    def predict(self, X, return_std=False):
+        """Predict with the final fit ``estimator_``, and with ``return_std`` its
+        predictive standard deviation (:ref:`uncertainty`).
+
+        The standard deviation is that of the final fit at its chosen
+        hyperparameters; it does not count the uncertainty of the choice.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+        return_std : bool, default=False
 
         Returns
         -------
-        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        y_std : ndarray of the same shape
+            Only with ``return_std=True``.
         """
         check_is_fitted(self, "estimator_")
         X = validate_data(self, X, reset=False, dtype=np.float64, order="C")
-        return self.estimator_.predict(X)
+        return self.estimator_.predict(X, return_std=return_std)
+
+    def predict_interval(self, X, coverage=0.95):
+        """Prediction intervals of the final fit ``estimator_`` (:ref:`uncertainty`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        coverage : float, default=0.95
+            The intervals' probability, strictly between 0 and 1.
+
+        Returns
+        -------
+        lower, upper : ndarrays of the shape of ``predict(X)``
+        """
+        check_is_fitted(self, "estimator_")
+        X = validate_data(self, X, reset=False, dtype=np.float64, order="C")
+        return self.estimator_.predict_interval(X, coverage)
 
     def score(self, X, y, sample_weight=None):
         """R² of the predictions, computed so that it cannot overflow for any finite ``y``.

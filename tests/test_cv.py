@@ -231,3 +231,17 @@ def test_the_warm_path_reaches_the_objectives_of_independent_fits():
     # the perturbed router's gates see beta_1 / (|beta_1| + tau1): the model,
     # and so the optimum, does not depend on tau1
     assert_allclose(losses[:, 0], losses[:, 1], rtol=1e-9)
+
+
+def test_the_intervals_are_those_of_the_final_fit(fitted, mixture_data):
+    X, _ = mixture_data
+    mean, std = fitted.predict(X[:50], return_std=True)
+    final_mean, final_std = fitted.estimator_.predict(X[:50], return_std=True)
+    assert_array_equal(mean, final_mean)
+    assert_array_equal(std, final_std)
+    assert np.all(std > 0)
+    lower, upper = fitted.predict_interval(X[:50], coverage=0.9)
+    assert_allclose(upper - mean, 1.6448536269514722 * std, rtol=1e-12)  # z of 0.95
+    assert_allclose(mean - lower, upper - mean, rtol=1e-12)
+    with pytest.raises(ValueError, match="coverage"):
+        fitted.predict_interval(X[:5], coverage=1.0)
