@@ -178,13 +178,13 @@ def competitors(quick, moe_n_init=1):
                     "max_iter": [100, 500]}),
     }
     models["RidgeCV"] = (make_pipeline(StandardScaler(), RidgeCV()), None)
+    # the CV estimators run with all their defaults, n_init included
     models["MoE CV"] = (make_pipeline(StandardScaler(), CosineMoERegressorCV(
-        n_init=moe_n_init, random_state=0)), None)
+        random_state=0)), None)
     # its default cv=5 is scikit-learn's unshuffled KFold, which sees the order
     # of the rows: statsmodels stores ``fair`` with its nonzero targets first
     models["MoE CV shuffled"] = (make_pipeline(StandardScaler(), CosineMoERegressorCV(
-        cv=KFold(5, shuffle=True, random_state=0), n_init=moe_n_init, random_state=0)),
-        None)
+        cv=KFold(5, shuffle=True, random_state=0), random_state=0)), None)
     for router in ROUTERS:
         models[ROUTER_LABEL[router]] = (
             make_pipeline(StandardScaler(), CosineMoERegressor(
@@ -411,8 +411,9 @@ def main(argv=None):
               f"{args.inner_cv}-fold inner CV, refit on the whole training fold. "
               "StandardScaler in front of all but HistGB; the MLP (early stopping) also "
               "gets a standardized target; HistGB has early stopping on, max_iter caps "
-              f"its trees; the mixtures run with n_init {args.moe_n_init} and other "
-              "settings default, and their grid leaves out the model data's generating "
+              f"its trees; the grid-searched mixtures run with n_init {args.moe_n_init} "
+              "and other settings default (the CV estimators with all their defaults), "
+              "and their grid leaves out the model data's generating "
               f"values (k = {MODEL_DATA['k']}, temperatures "
               f"{', '.join(f'{t:g}' for t in MODEL_TEMPERATURES.values())}). Grids:  ",
               *[f"* {line}  " for line in describe_grids(models)]]

@@ -31,12 +31,29 @@ _NUMERIC_PARAMETERS = ("max_experts", "patience", "max_iter", "tol", "n_init", "
 PATIENCE = 3
 
 
+def _as_fitted(result, spec, y_mean, y_scale, n_features, hyperparameters):
+    """A :class:`CosineMoERegressor` whose fitted attributes are those of ``result``.
+
+    ``hyperparameters`` are the regressor's, but for the ones ``spec`` sets
+    (router, temperature, perturbations, penalty) and the number of experts.
+    """
+    reg = CosineMoERegressor(
+        n_experts=result.params.shape[0], router=spec.router, tau1=spec.tau1,
+        tau2=spec.tau2, temperature=spec.temperature, alpha=spec.alpha, **hyperparameters)
+    fitted = fitted_attributes(result, spec, y_mean, y_scale)
+    fitted.update(reg._fitted_hyperparameters())
+    for name, value in fitted.items():
+        setattr(reg, name, value)
+    reg.n_features_in_ = n_features
+    reg.loss_, reg.n_iter_, reg.converged_ = result.loss, result.n_iter, result.converged
+    return reg
+
+
 class _PathScore:
-    """Test score of one fit of a path, through a fitted :class:`CosineMoERegressor`.
+    """Test score of one fit of a path (:func:`_as_fitted`).
 
     A picklable callable, so that the paths can run in joblib's worker
-    processes; ``hyperparameters`` are the regressor's, but for the ones each
-    fit sets (router, temperature, perturbations, penalty, experts).
+    processes.
     """
 
     def __init__(self, scorer, X, y, hyperparameters):
@@ -44,16 +61,8 @@ class _PathScore:
         self.hyperparameters = hyperparameters
 
     def __call__(self, result, spec, y_mean, y_scale, test):
-        reg = CosineMoERegressor(
-            n_experts=result.params.shape[0], router=spec.router, tau1=spec.tau1,
-            tau2=spec.tau2, temperature=spec.temperature, alpha=spec.alpha,
-            **self.hyperparameters)
-        fitted = fitted_attributes(result, spec, y_mean, y_scale)
-        fitted.update(reg._fitted_hyperparameters())
-        for name, value in fitted.items():
-            setattr(reg, name, value)
-        reg.n_features_in_ = self.X.shape[1]
-        reg.loss_, reg.n_iter_, reg.converged_ = result.loss, result.n_iter, result.converged
+        reg = _as_fitted(result, spec, y_mean, y_scale, self.X.shape[1],
+                         self.hyperparameters)
         return self.scorer(reg, self.X[test], self.y[test])
 
 
@@ -125,8 +134,12 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         ``Ridge(alpha)``, on the folds as on all the data.
     expert, max_iter, tol : see :class:`CosineMoERegressor`
         Shared by every mixture of the paths and the final fit.
-    n_init : int, default=1
-        Starts of the final fit (:class:`CosineMoERegressor`'s ``n_init``).
+    n_init : int, default=3
+        Starts of the final fit (:class:`CosineMoERegressor`'s ``n_init``):
+        one fit against the search's hundreds, where a local minimum would
+        cost what the search found.  The mixture grown on all the rows along
+        the chosen candidate's path is one more start, kept when its objective
+        is lower.
     n_jobs : int or None, default=None
         Paths (folds x routers x temperatures) fitted in parallel by joblib;
         None is 1 unless in a :func:`joblib.parallel_backend` context.  The
@@ -236,7 +249,7 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         expert="linear",
         max_iter=1000,
         tol=1e-6,
-        n_init=1,
+        n_init=3,
         n_jobs=None,
         random_state=None,
         verbose=0,
@@ -345,8 +358,9 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
                     path_of.append(first)
                     paths.append(FoldPath(train, test, spec, points, order,
                                           np.random.RandomState(path_seed)))
-        score = _PathScore(scorer, X, y, {"expert": self.expert, "max_iter": self.max_iter,
-                                          "tol": self.tol, "n_init": self.n_init})
+        shared = {"expert": self.expert, "max_iter": self.max_iter, "tol": self.tol,
+                  "n_init": self.n_init}
+        score = _PathScore(scorer, X, y, shared)
         fit_params = {"max_iter": self.max_iter, "tol": self.tol}
         n_splits = len(splits)
         steps_scores, steps_losses = [], []
@@ -404,8 +418,22 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
                                        np.stack(steps_losses, axis=1).reshape(-1, n_splits)),
         }
         estimator = self._mixture(k_best + 1, router, temperature, tau1, tau2,
-                                  alpha / len(y), int(final_seed))
-        fitted["estimator_"] = estimator.fit(X, y)
+                                  alpha / len(y), int(final_seed)).fit(X, y)
+        # the path grown on all the rows, the way the scores were earned; its
+        # fit wins where it ends lower than the default fit's fresh starts
+        path = FoldPath(np.arange(len(y)), None, replace(
+            base_spec, router=router, temperature=temperature), [(tau1, tau2, alpha)],
+            [0], np.random.RandomState(path_seed))
+        for _ in range(k_best + 1):
+            path, _, (loss,) = path.step(X, y, lambda *args: np.nan, fit_params)
+        if loss < estimator.loss_:
+            grown = _as_fitted(path.last, replace(
+                base_spec, router=router, temperature=temperature, tau1=tau1, tau2=tau2,
+                alpha=alpha / len(y)), *path.target_scale, X.shape[1], shared)
+            grown.set_params(warm_start=True, random_state=int(final_seed))
+            grown.fit(X, y)  # from that point: the statistics of a fit
+            estimator = grown.set_params(warm_start=False)
+        fitted["estimator_"] = estimator
         fitted["n_iter_"] = estimator.n_iter_
         return fitted
 

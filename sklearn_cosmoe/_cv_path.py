@@ -120,6 +120,7 @@ class FoldPath:
         X_train = np.ascontiguousarray(X[self.train])
         weights = np.ones(len(self.train))
         target, y_mean, y_scale = standardize_target(y[self.train], weights)
+        self.target_scale = y_mean, y_scale
         data = ArrayObjective(X_train, target, weights)
         k = self.n_experts = self.n_experts + 1
         scores, losses = np.empty(len(self.points)), np.empty(len(self.points))
@@ -135,8 +136,8 @@ class FoldPath:
             else:
                 start = split_worst_expert(data, self.params[index], spec, self.rng)
                 warm = False
-            result = fit_least_squares(data, start, spec, solve_experts_first=warm,
-                                       **fit_params)
+            result = self.last = fit_least_squares(data, start, spec,
+                                                   solve_experts_first=warm, **fit_params)
             self.params[index] = result.params
             previous = result.params, spec
             scores[index] = score(result, spec, y_mean, y_scale, self.test)
