@@ -245,3 +245,14 @@ def test_the_intervals_are_those_of_the_final_fit(fitted, mixture_data):
     assert_allclose(mean - lower, upper - mean, rtol=1e-12)
     with pytest.raises(ValueError, match="coverage"):
         fitted.predict_interval(X[:5], coverage=1.0)
+
+
+def test_the_final_fit_is_no_worse_than_the_default_fit_of_the_choice(fitted, mixture_data):
+    X, y = mixture_data
+    final_seed = np.random.RandomState(0).randint(np.iinfo(np.int32).max, size=2)[1]
+    default = CosineMoERegressor(
+        n_experts=fitted.n_experts_, router=fitted.router_, tau1=fitted.tau1_,
+        tau2=fitted.tau2_, temperature=fitted.temperature_, alpha=fitted.alpha_ / len(y),
+        n_init=3, random_state=int(final_seed)).fit(X, y)
+    assert fitted.estimator_.loss_ <= default.loss_ * (1 + 1e-12)
+    assert fitted.estimator_.warm_start is False and fitted.estimator_.n_init == 3
