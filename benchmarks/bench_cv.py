@@ -55,9 +55,9 @@ def _fit_seconds(model, X, y):
     return time.perf_counter() - t0
 
 
-def header(title, command, seconds):
+def header(title, command, revision, seconds):
     return (f"# {title}\n\nCommand: `{command}`; git describe --dirty: "
-            f"`{git_describe()}`; {seconds:.0f} s.\n\n")
+            f"`{revision}`; {seconds:.0f} s.\n\n")
 
 
 def part_experts(quick):
@@ -276,6 +276,9 @@ def main(argv=None):
                         choices=list(REAL_DATA), help="the ridge part's data sets")
     args = parser.parse_args(argv)
     out = output_folder(args.out, prefix="bench_cv_")
+    # read once, before any part writes: a part's file written into the
+    # repository makes the tree dirty for the parts after it
+    revision = git_describe()
     # compile (or load) the kernels before anything is timed
     X, y = _grid_data(True)
     CosineMoERegressor(n_experts=2, router="perturbed_cosine").fit(X, y)
@@ -285,7 +288,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         body = (run(args.quick, tuple(args.ridge_data)) if part == "ridge"
                 else run(args.quick))
-        text = header(title, command, time.perf_counter() - t0) + body
+        text = header(title, command, revision, time.perf_counter() - t0) + body
         (out / f"cv_{part}.md").write_text(text)
         log(text)
     return out
