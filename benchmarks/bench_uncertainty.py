@@ -1,16 +1,22 @@
-"""Coverage and cost of the predictive intervals of ``CosineMoERegressor``.
+"""Coverage and cost of the intervals of ``CosineMoERegressor``.
 
-Three parts, in one process:
+Four parts, in one process:
 
-* **model data**: for each router with linear experts and n = 1e3 and 1e4
-  training rows, data drawn from the model itself (``_common.make_model_data``:
-  a new random truth per seed, Gaussian noise), fitted with the true number of
-  experts and temperature.  On 2000 fresh rows from the same truth: the
-  coverage of the 95% prediction intervals (``predict_interval``), of the
-  noise-only intervals ``f_hat -+ z sigma_hat`` (what the parameters' part
-  adds), and of the 95% confidence intervals of the regression function,
-  ``f_hat -+ z sqrt(J Cov J')``, against the true ``f*`` (a direct check of the
-  delta method's variance).  Mean over seeds with its standard error.
+* **model data**: for each router, linear and tanh experts and n = 1e3 and
+  1e4 training rows, data drawn from the model itself (``make_cosine_moe``: a
+  new random truth per seed, normal inputs, Gaussian noise at a noise-limit R²
+  of 0.9), fitted with the true number of experts, expert and temperature:
+  by default, and as the user guide advises for inference (``INFERENCE``:
+  no ridge penalty, three starts), and from the truth.  On 2000 fresh rows
+  from the same truth: the coverage of the default fit's 95% prediction
+  intervals (``predict_interval``), and of each fit's 95% confidence
+  intervals of the regression function, ``f_hat -+ z sqrt(J Cov J')``,
+  against the true ``f*`` (a direct check of the delta method's variance).
+  The Wald intervals of the identified quantities of ``inference.summary``
+  against the truth's.  Mean over seeds with its standard error.
+* **heteroscedastic**: the same for linear experts at n = 1e4 with noise
+  whose scale grows with the first feature, with the sandwich covariance and
+  with the classical one beside it.
 * **real data**: diabetes and Friedman #1 (scikit-learn), shuffled 5-fold
   cross-validation: the held-out coverage and mean width of the model's 95%
   intervals (fitted on the training fold) beside a split-conformal interval
@@ -19,10 +25,11 @@ Three parts, in one process:
 * **cost**: at n = 1e5, d = 10, k = 8 (perturbed cosine router, linear
   experts): the wall time of ``predict(X)``, ``predict(X, return_std=True)``,
   the covariance's pass at the end of ``fit`` and the fit itself, as ratios in
-  the same process (median of repeated calls, median over interleaved rounds).
+  the same process (median of repeated calls, median over interleaved rounds),
+  after the other parts (``--jobs`` processes only serve the seeds).
 
-    python benchmarks/bench_uncertainty.py [--seeds 400] [--quick] [--skip cost]
-                                           [--out DIR]
+    python benchmarks/bench_uncertainty.py [--seeds 200] [--jobs 2] [--quick]
+                                           [--skip cost ...] [--out DIR]
 
 Results go to ``uncertainty.md`` / ``uncertainty.json`` (and each seed's and
 fold's numbers to ``uncertainty_rows.npz``) in a new temporary folder or in
@@ -32,6 +39,7 @@ dirty tree.
 
 import argparse
 import copy
+import itertools
 import json
 import sys
 import time
@@ -39,6 +47,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from joblib import Parallel, delayed
 from scipy.stats import norm
 from sklearn.datasets import load_diabetes, make_friedman1
 from sklearn.exceptions import ConvergenceWarning
@@ -49,6 +58,11 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (ROUTERS, fmt_time, git_describe, make_model_data,  # noqa: E402
                      output_folder, time_call)
+
+from sklearn_cosmoe.datasets import make_cosine_moe  # noqa: E402
+from sklearn_cosmoe.inference import _quantities  # noqa: E402
+from sklearn_cosmoe._sandwich import predictive_variance, standard_error  # noqa: E402
+from sklearn_cosmoe._uncertainty import statistics_on_rows  # noqa: E402
 
 from sklearn_cosmoe import CosineMoERegressor  # noqa: E402
 from sklearn_cosmoe._objective import ArrayObjective  # noqa: E402
@@ -61,9 +75,21 @@ COVERAGE = 0.95
 Z = float(norm.ppf(0.5 + COVERAGE / 2))
 N_TEST = 2000
 MODEL = {"d": 4, "k": 3, "temperature": 0.3}
+#: Noise variance ``Var(f*) / SNR``: a noise-limit R² of 0.9.
+SNR = 9.0
+#: Rows that set each truth's noise level (not the training rows, so the
+#: level does not depend on n).
+N_REFERENCE = 20_000
+#: The fits read for inference (the user guide's advice): least squares
+#: without the default ridge penalty, whose bias does not shrink with n while
+#: the standard errors do, and the best of three starts.
+INFERENCE = {"alpha": 0.0, "n_init": 3}
 #: A fit whose training objective exceeds that of the fit started at the truth
 #: by more than this fraction stopped at another, poorer, local minimum.
 LOSS_GAP = 1e-6
+EXPERTS = ("linear", "tanh")
+#: The cells with heteroscedastic noise: (router, expert, n).
+HETEROSCEDASTIC = tuple((router, "linear", 10_000) for router in ROUTERS)
 
 
 def fit(model, X, y):
@@ -76,33 +102,122 @@ def inside(y, lower, upper):
     return float(np.mean((lower <= y) & (y <= upper)))
 
 
-def model_cell(router, n, seed):
-    """Coverages of one fit on model data (module docstring)."""
+def noise_scale(X, heteroscedastic):
+    """The noise's standard deviation at each row, relative to its root mean square:
+    1, or growing with the first feature (``E[x_0^2] = 1``), where the
+    leverage of the rows is largest."""
+    if not heteroscedastic:
+        return np.ones(X.shape[0])
+    return np.sqrt((0.1 + X[:, 0] ** 2) / 1.1)
+
+
+def model_data(router, expert, n, seed, heteroscedastic=False):
+    """Training rows, fresh rows, the true function on the fresh rows and the truth.
+
+    The truth is ``make_cosine_moe``'s random draw for ``seed`` (normal inputs);
+    the noise is Gaussian with mean square ``Var(f*) / SNR``.
+    """
     d, k, temperature = MODEL["d"], MODEL["k"], MODEL["temperature"]
-    X, y, _, truth, _ = make_model_data(n, d, k, router=router, temperature=temperature,
-                                        seed=seed)
-    X_new, y_new, f_new, _, _ = make_model_data(N_TEST, d, k, router=router,
-                                                temperature=temperature, seed=seed,
-                                                sample_seed=10_000 + seed)
-    reg = fit(CosineMoERegressor(n_experts=k, router=router, temperature=temperature,
-                                 random_state=seed), X, y)
-    at_truth = copy.deepcopy(reg).set_params(warm_start=True)
-    for name in ("gate_coef", "gate_intercept", "expert_coef", "expert_intercept"):
-        setattr(at_truth, f"{name}_", np.array(getattr(truth, name), dtype=np.float64))
-    fit(at_truth, X, y)
-    mean, std = reg.predict(X_new, return_std=True)
-    noise = float(reg.noise_variance_)
-    parameters = np.sqrt(np.maximum(std ** 2 - noise, 0.0))
-    truth_mean, truth_std = at_truth.predict(X_new, return_std=True)
-    truth_parameters = np.sqrt(np.maximum(truth_std ** 2 - at_truth.noise_variance_, 0.0))
-    return {"router": router, "n": n, "seed": seed, "converged": bool(reg.converged_),
-            "prediction": inside(y_new, mean - Z * std, mean + Z * std),
-            "noise_only": inside(y_new, mean - Z * np.sqrt(noise), mean + Z * np.sqrt(noise)),
-            "function": inside(f_new, mean - Z * parameters, mean + Z * parameters),
-            "function_at_truth": inside(f_new, truth_mean - Z * truth_parameters,
-                                        truth_mean + Z * truth_parameters),
-            "local_minimum": bool(reg.loss_ > at_truth.loss_ * (1 + LOSS_GAP)),
-            "parameters_share": float(np.mean(parameters ** 2) / np.mean(std ** 2))}
+    common = dict(router=router, temperature=temperature, expert=expert, noise=0.0,
+                  inputs="normal")
+    _, _, truth = make_cosine_moe(1, d, k, random_state=seed, **common)
+    X_ref, f_ref, _ = make_cosine_moe(N_REFERENCE, params=truth, random_state=seed, **common)
+    sigma = np.sqrt(np.var(f_ref) / SNR)
+    rng = np.random.default_rng([seed, n, int(heteroscedastic)])
+    X, f, _ = make_cosine_moe(n, params=truth, random_state=rng.integers(2 ** 31), **common)
+    y = f + sigma * noise_scale(X, heteroscedastic) * rng.standard_normal(n)
+    X_new, f_new, _ = make_cosine_moe(N_TEST, params=truth,
+                                      random_state=rng.integers(2 ** 31), **common)
+    y_new = f_new + sigma * noise_scale(X_new, heteroscedastic) * rng.standard_normal(N_TEST)
+    return X, y, X_new, y_new, f_new, truth
+
+
+def at_truth(reg, truth):
+    """A copy of ``reg`` holding the true parameters, set to start from them."""
+    model = copy.deepcopy(reg).set_params(warm_start=True, n_init=1)
+    for name in ("gate_coef", "gate_intercept", "expert_coef", "expert_intercept",
+                 "output_scale", "output_intercept"):
+        setattr(model, f"{name}_", np.array(getattr(truth, name), dtype=np.float64))
+    return model
+
+
+def function_coverage(reg, statistics, X_new, f_new):
+    """Coverage of ``f_hat -+ z sqrt(J Cov J')`` of the true function."""
+    mean = reg.predict(X_new)
+    with single_threaded_blas():
+        variance = predictive_variance(reg._validate_X(X_new), reg._params(),
+                                       reg._fitted_spec(), statistics)
+    half = Z * np.sqrt(variance)
+    return inside(f_new, mean - half, mean + half)
+
+
+def _quantity_values(reg):
+    return {row: value for row, value, _ in _quantities(reg)}
+
+
+def wald_coverage(reg, statistics, truth_model):
+    """Coverage of the truth by the 95% Wald intervals of the identified quantities
+    of :func:`sklearn_cosmoe.inference.summary`, split into the gates' and the
+    experts': ``(covered, identified)`` counts of each.  The fit's experts
+    (canonical order) are matched to the truth's by the permutation nearest in
+    the experts' coefficients and intercepts."""
+    truth = _quantity_values(truth_model)
+    rows = [(row, value, gradient) for row, value, gradient in _quantities(reg)]
+    k = reg.gate_coef_.shape[0]
+
+    def expert_vector(values, i):
+        return np.array([value for (kind, e, _, _), value in values.items()
+                         if kind == "expert" and e == i])
+
+    fitted = {row: value for row, value, _ in rows}
+    permutation = min(itertools.permutations(range(k)), key=lambda perm: sum(
+        np.sum((expert_vector(fitted, i) - expert_vector(truth, perm[i])) ** 2)
+        for i in range(k)))
+    counts = {"gate": [0, 0], "expert": [0, 0]}
+    for (kind, i, j, name), value, gradient in rows:
+        if kind not in counts:
+            continue
+        error = standard_error(statistics, gradient)
+        true = truth[(kind, permutation[i], j, name)]
+        if not (np.isfinite(error) and np.isfinite(true)):
+            continue  # not identified
+        counts[kind][0] += bool(abs(value - true) <= Z * error)
+        counts[kind][1] += 1
+    return counts
+
+
+def model_cell(router, expert, n, seed, heteroscedastic=False):
+    """Coverages of the fits of one truth (module docstring)."""
+    X, y, X_new, y_new, f_new, truth = model_data(router, expert, n, seed, heteroscedastic)
+    k, temperature = MODEL["k"], MODEL["temperature"]
+
+    def make(**params):
+        return CosineMoERegressor(n_experts=k, router=router, expert=expert,
+                                  temperature=temperature, random_state=seed, **params)
+
+    fits = {"default": fit(make(), X, y),
+            "inference": fit(make(**INFERENCE), X, y)}
+    references = {name: fit(at_truth(model, truth), X, y) for name, model in fits.items()}
+    fits["truth"] = references["inference"]
+    truth_model = at_truth(fits["inference"], truth)
+    mean, std = fits["default"].predict(X_new, return_std=True)
+    noise = float(fits["default"].noise_variance_)
+    row = {"router": router, "expert": expert, "n": n, "seed": seed,
+           "converged": bool(fits["inference"].converged_),
+           "prediction": inside(y_new, mean - Z * std, mean + Z * std),
+           "noise_only": inside(y_new, mean - Z * np.sqrt(noise), mean + Z * np.sqrt(noise)),
+           "parameters_share": float(np.mean(std ** 2 - noise) / np.mean(std ** 2))}
+    for name, reference in references.items():
+        row[f"local_minimum_{name}"] = bool(
+            fits[name].loss_ > reference.loss_ * (1 + LOSS_GAP))
+    for name, model in fits.items():
+        for kind, statistics in (("", model._covariance),
+                                 ("classical_", statistics_on_rows(model, X, y, robust=False))):
+            row[f"{kind}function_{name}"] = function_coverage(model, statistics, X_new, f_new)
+            counts = wald_coverage(model, statistics, truth_model)
+            for part, (covered, total) in counts.items():
+                row[f"{kind}wald_{part}_{name}"] = covered / total if total else np.nan
+    return row
 
 
 def real_data(name):
@@ -171,9 +286,20 @@ def cost(rounds, n=100_000, d=10, k=8):
 
 
 def summarise(rows, keys):
-    values = {key: np.array([row[key] for row in rows]) for key in keys}
-    return {key: (float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v)))
-                  if len(v) > 1 else float("nan")) for key, v in values.items()}
+    """Mean over the rows ± its standard error, of each key (NaN rows left out)."""
+    result = {}
+    for key in keys:
+        values = np.array([row[key] for row in rows], dtype=np.float64)
+        values = values[np.isfinite(values)]
+        result[key] = (float(values.mean()) if values.size else float("nan"),
+                       float(values.std(ddof=1) / np.sqrt(values.size))
+                       if values.size > 1 else float("nan"))
+    return result
+
+
+def _mean_se(summary, key):
+    mean, se = summary[key]
+    return f"{mean:.3f} ± {se:.3f}"
 
 
 def report_lines(report):
@@ -184,29 +310,64 @@ def report_lines(report):
         f"{report['seconds']:.0f} s.",
         "",
         f"## Model data (d = {MODEL['d']}, k = {MODEL['k']}, temperature "
-        f"{MODEL['temperature']}, linear experts, Gaussian noise at noise-limit R² 0.9)",
+        f"{MODEL['temperature']}, normal inputs, Gaussian noise at noise-limit R² "
+        f"{SNR / (1 + SNR):.1f})",
         "",
-        f"{report['seeds']} seeds per cell (a new truth each), {N_TEST} fresh rows each; "
-        "coverage of 95% intervals, mean over the seeds ± its standard error. "
-        "*prediction*: `predict_interval` against fresh `y`; *noise only*: "
-        "`f_hat -+ z sigma_hat`; *function*: `f_hat -+ z sqrt(J Cov J')` against the "
-        "true `f*`; *at truth*: the same for the fit started at the true parameters; "
-        "*local minima*: the fraction of default fits whose training objective is above "
-        f"that fit's (by more than {LOSS_GAP:g} of it); *parameters' share*: mean "
-        "`J Cov J'` over mean `std**2`.",
+        f"{report['seeds']} seeds per cell (a new truth each, `make_cosine_moe`), "
+        f"{N_TEST} fresh rows each; coverage of 95% intervals, mean over the seeds ± its "
+        "standard error. Fits: *default* (`CosineMoERegressor` with the true k, router, "
+        f"expert and temperature); *inference* (the same with `alpha={INFERENCE['alpha']:g}, "
+        f"n_init={INFERENCE['n_init']}`, the user guide's advice for inference); *truth* "
+        "(the inference fit started at the true parameters). *prediction*: "
+        "`predict_interval` of the default fit against fresh `y`; *function*: "
+        "`f_hat -+ z sqrt(J Cov J')` against the true `f*`; *Wald*: the identified "
+        "quantities of `inference.summary` (gates: weights, directions, lengths; experts: "
+        "coefficients and intercepts), the fraction whose interval holds the true value "
+        "(experts matched to the truth's by the nearest permutation); *local minima*: "
+        "the fraction of fits whose training objective is above that of the same "
+        f"estimator started at the truth by more than {LOSS_GAP:g} of it.",
         "",
-        "| router | n | converged | prediction | noise only | function | at truth "
-        "| local minima | parameters' share |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| router | expert | n | prediction | function, default | function, inference "
+        "| function, truth | Wald gates, inference | Wald experts, inference | Wald gates, "
+        "truth | Wald experts, truth | local minima, default / inference |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for cell in report["model_cells"]:
+        if cell["heteroscedastic"]:
+            continue
         s = cell["summary"]
         lines.append(
-            f"| {cell['router']} | {cell['n']} | {cell['converged']}/{cell['fits']} | "
-            + " | ".join(f"{s[key][0]:.4f} ± {s[key][1]:.4f}"
-                         for key in ("prediction", "noise_only", "function",
-                                     "function_at_truth"))
-            + f" | {s['local_minimum'][0]:.2f} | {s['parameters_share'][0]:.4f} |")
+            f"| {cell['router']} | {cell['expert']} | {cell['n']} | "
+            + " | ".join(_mean_se(s, key) for key in (
+                "prediction", "function_default", "function_inference", "function_truth",
+                "wald_gate_inference", "wald_expert_inference", "wald_gate_truth",
+                "wald_expert_truth"))
+            + f" | {s['local_minimum_default'][0]:.2f} / "
+            f"{s['local_minimum_inference'][0]:.2f} |")
+    lines += [
+        "",
+        "## Heteroscedastic noise: sandwich against classical",
+        "",
+        "The same, with the noise's standard deviation proportional to "
+        "`sqrt((0.1 + x_0^2) / 1.1)` (largest where the rows' leverage is): the "
+        "sandwich (HC1) covariance that the package computes, beside the classical "
+        "`s^2 A^+` (one noise variance), on the same fits.",
+        "",
+        "| router | expert | n | fit | function, sandwich | function, classical | Wald gates, "
+        "sandwich | Wald gates, classical | Wald experts, sandwich | Wald experts, "
+        "classical |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for cell in report["model_cells"]:
+        if not cell["heteroscedastic"]:
+            continue
+        s = cell["summary"]
+        for name in ("inference", "truth"):
+            lines.append(
+                f"| {cell['router']} | {cell['expert']} | {cell['n']} | {name} | "
+                + " | ".join(_mean_se(s, f"{kind}{what}_{name}") for what in
+                             ("function", "wald_gate", "wald_expert")
+                             for kind in ("", "classical_")) + " |")
     lines += [
         "",
         "## Real data: 5-fold shuffled cross-validation, 95% intervals",
@@ -253,10 +414,14 @@ def report_lines(report):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=400)
+    parser.add_argument("--seeds", type=int, default=200)
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e3, 1e4])
+    parser.add_argument("--experts", nargs="+", default=list(EXPERTS), choices=EXPERTS)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["model", "real", "cost"])
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="processes for the seeds (not for the cost part)")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["model", "heteroscedastic", "real", "cost"])
     parser.add_argument("--quick", action="store_true", help="3 seeds, n = 1e3, 2 rounds")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -267,19 +432,27 @@ def main():
     report = {"git": git_describe(), "command": command.strip(), "seeds": args.seeds,
               "model_cells": [], "real_cells": [], "cost": None}
     start = time.perf_counter()
+    cells = []
     if "model" not in args.skip:
-        for n in (int(size) for size in args.sizes):
-            for router in ROUTERS:
-                rows = [model_cell(router, n, seed) for seed in range(args.seeds)]
-                cell = {"router": router, "n": n, "fits": len(rows),
-                        "converged": sum(row["converged"] for row in rows),
-                        "summary": summarise(rows, ("prediction", "noise_only", "function",
-                                                    "function_at_truth", "local_minimum",
-                                                    "parameters_share")),
-                        "rows": rows}
-                report["model_cells"].append(cell)
-                print(router, n, {k: round(v[0], 4) for k, v in cell["summary"].items()},
-                      f"{time.perf_counter() - start:.0f} s", flush=True)
+        cells += [(router, expert, int(n), False) for n in args.sizes
+                  for expert in args.experts for router in ROUTERS]
+    if "heteroscedastic" not in args.skip:
+        cells += [(router, expert, n, True) for router, expert, n in HETEROSCEDASTIC]
+    for router, expert, n, heteroscedastic in cells:
+        rows = Parallel(n_jobs=args.jobs)(
+            delayed(model_cell)(router, expert, n, seed, heteroscedastic)
+            for seed in range(args.seeds))
+        keys = [key for key in rows[0] if key not in ("router", "expert", "n", "seed")]
+        cell = {"router": router, "expert": expert, "n": n,
+                "heteroscedastic": heteroscedastic, "fits": len(rows),
+                "summary": summarise(rows, keys), "rows": rows}
+        report["model_cells"].append(cell)
+        s = cell["summary"]
+        print(router, expert, n, "heteroscedastic" if heteroscedastic else "",
+              {key: round(s[key][0], 3) for key in ("prediction", "function_inference",
+                                                    "wald_gate_inference",
+                                                    "wald_expert_inference")},
+              f"{time.perf_counter() - start:.0f} s", flush=True)
     if "real" not in args.skip:
         for name in ("diabetes", "friedman1"):
             rows = real_cell(name)
@@ -298,7 +471,9 @@ def main():
     # file would pass for the sources of unrelated numbers (check_results.py)
     rows = {}
     for cell in report["model_cells"] + report["real_cells"]:
-        name = cell.get("data") or f"{cell['router']}_{cell['n']}"
+        name = cell.get("data") or "_".join(
+            [cell["router"], cell["expert"], str(cell["n"])]
+            + (["heteroscedastic"] if cell["heteroscedastic"] else []))
         cell_rows = cell.pop("rows")
         for key in cell_rows[0]:
             rows[f"{name}:{key}"] = np.array([row[key] for row in cell_rows])

@@ -182,8 +182,13 @@ def _identified_inverse(matrix):
     return scale, values, vectors, values > RCOND * largest
 
 
-def finish_sandwich(sums, params, spec):
+def finish_sandwich(sums, params, spec, robust=True):
     """The covariance of the parameters from :func:`sandwich_sums` (module docstring).
+
+    ``robust=False`` gives the classical covariance instead, which holds for
+    noise of one variance: ``s**2 A^+`` with ``s**2 = sum_n w_n sum_j r_nj**2
+    / (N - p)``.  Only the benchmarks ask for it, to show what the sandwich
+    keeps under heteroscedastic noise.
 
     Returns a dict of arrays and numbers (what a fitted estimator keeps):
 
@@ -221,7 +226,10 @@ def finish_sandwich(sums, params, spec):
     observations = n_rows * m
     factor = (observations / (observations - n_identified) if observations > n_identified
               else np.nan)
-    covariance = factor * (inverse @ meat @ inverse)
+    if robust:
+        covariance = factor * (inverse @ meat @ inverse)
+    else:
+        covariance = factor / observations * float(np.sum(squares)) * inverse
     return {"covariance": 0.5 * (covariance + covariance.T), "basis": basis,
             "null": vectors[:, ~keep], "noise_variance": noise, "n_rows": n_rows,
             "n_identified": n_identified}

@@ -18,10 +18,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import is_dask_collection
 from ._model import predict
+from ._objective import ArrayObjective
 from ._parallel import single_threaded_blas
 from ._sandwich import (COVARIANCE_MAX_PARAMETERS, canonical_order, finish_sandwich,
                         on_target_scale, permuted_params, permuted_sums,
                         predictive_variance)
+from ._validation import params_on_standardized_scale, standardize_target
 
 
 def fit_statistics(data, params, spec, y_scale):
@@ -46,6 +48,28 @@ def fit_statistics(data, params, spec, y_scale):
             params.shape, spec, y_scale)
         noise = statistics["noise_variance"].copy()
     return params, statistics, float(noise[0]) if spec.n_outputs is None else noise
+
+
+def statistics_on_rows(estimator, X, y, sample_weight=None, robust=True):
+    """The statistics of a fitted estimator's parameters on the rows ``(X, y)``.
+
+    On its training rows, ``robust=True`` gives what the fit computed
+    (``estimator._covariance``); ``robust=False`` the classical covariance
+    (:func:`~sklearn_cosmoe._sandwich.finish_sandwich`), which the
+    benchmarks set beside the sandwich under heteroscedastic noise.  In
+    memory; the experts stay in their fitted order.
+    """
+    X = estimator._validate_X(X)
+    y = np.asarray(y, dtype=np.float64)
+    weight = np.ones(X.shape[0]) if sample_weight is None else np.asarray(
+        sample_weight, dtype=np.float64)
+    target, y_mean, y_scale = standardize_target(y, weight)
+    spec = estimator._fitted_spec()
+    params = params_on_standardized_scale(estimator._params(), y_mean, y_scale, spec.expert)
+    with single_threaded_blas():
+        sums = ArrayObjective(X, target, weight).sandwich_sums(params, spec)
+        statistics = finish_sandwich(sums, params, spec, robust)
+    return on_target_scale(statistics, params.shape, spec, y_scale)
 
 
 def check_return_std(return_std):

@@ -12,7 +12,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sklearn_cosmoe import CosineMoERegressor, _sandwich, inference
+from sklearn_cosmoe import CosineMoERegressor, _sandwich, _uncertainty, inference
 from sklearn_cosmoe._model import MoEParams, MoESpec, predict, row_norms
 from sklearn_cosmoe._routers import gate_atoms
 from sklearn_cosmoe.datasets import make_cosine_moe
@@ -58,6 +58,29 @@ def test_one_expert_is_weighted_least_squares_with_hc1_errors():
     mean, reg_std = reg.predict(X_new, return_std=True)
     assert_array_equal(mean, reg.predict(X_new))
     assert_allclose(reg_std, std, rtol=1e-9)
+
+
+def test_classical_covariance_of_one_expert_is_weighted_least_squares():
+    # the classical covariance of weighted least squares: s^2 (X1' W X1)^-1 with
+    # s^2 = sum w e^2 / (n - p); on the training rows the robust one is the fit's own
+    X, y, w = ols_data(seed=1)
+    n, d = X.shape
+    reg = CosineMoERegressor(n_experts=1, alpha=0.0, random_state=0).fit(X, y, sample_weight=w)
+    X1 = np.column_stack([X, np.ones(n)])
+    bread = X1.T @ (w[:, None] * X1)
+    e = y - X1 @ np.linalg.solve(bread, X1.T @ (w * y))
+    expected = np.sum(w * e ** 2) / (n - d - 1) * np.linalg.inv(bread)
+    at = MoEParams.from_vector(np.arange(reg._covariance["covariance"].shape[0], dtype=float),
+                               (1, d), reg._fitted_spec())
+    experts = np.r_[at.expert_coef[0], at.expert_intercept[0]].astype(int)
+    classical = _uncertainty.statistics_on_rows(reg, X, y, w, robust=False)["covariance"]
+    assert_allclose(classical[np.ix_(experts, experts)], expected, rtol=1e-8)
+    robust = _uncertainty.statistics_on_rows(reg, X, y, w)["covariance"]
+    assert_allclose(robust[np.ix_(experts, experts)],
+                    reg._covariance["covariance"][np.ix_(experts, experts)], rtol=1e-8)
+    # the noise of ols_data grows with |x0|: the two differ
+    assert not np.allclose(classical[np.ix_(experts, experts)],
+                           robust[np.ix_(experts, experts)], rtol=0.05)
 
 
 def finite_difference_check(router, temperature, k, d, seed=3):
