@@ -29,6 +29,8 @@ from ._parallel import compiled, n_threads, run_blocks
 
 _MIN_BLOCK = 512
 _MAX_BLOCKS = 64
+# columns of a Gram matrix copied per step when it is made symmetric
+_SYMMETRIZE_COLUMNS = 256
 # BLAS (OpenBLAS) runs a matrix product in the calling thread below about
 # 2**18 multiply-adds: the loss kernel's tiles stay below half that
 _TILE_PRODUCT = 2**17
@@ -302,6 +304,17 @@ def gated_gram(X, y, sample_weight, gates):
         # upper += features @ features.T; features.T is Fortran-ordered: no copy
         upper = blas.dsyrk(1.0, features.T, beta=1.0, c=upper, trans=1, lower=0,
                            overwrite_c=1)
-    gram = np.triu(upper)
-    gram += np.triu(upper, 1).T
-    return gram, (rhs[:, 0] if y.ndim == 1 else rhs)
+    return _symmetrized(upper), (rhs[:, 0] if y.ndim == 1 else rhs)
+
+
+def _symmetrized(upper):
+    """``upper`` (its strict lower triangle zero) made symmetric in place: the
+    upper triangle copied below the diagonal, :data:`_SYMMETRIZE_COLUMNS`
+    columns at a time, so no second matrix of its size is allocated."""
+    width = upper.shape[0]
+    for start in range(0, width, _SYMMETRIZE_COLUMNS):
+        stop = min(start + _SYMMETRIZE_COLUMNS, width)
+        block = upper[start:stop, start:stop]
+        block += np.triu(block, 1).T
+        upper[stop:, start:stop] = upper[start:stop, stop:].T
+    return upper

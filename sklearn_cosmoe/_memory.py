@@ -26,10 +26,10 @@ from ._solvers import default_solver
 MEMORY_LIMIT = 4 * 2**30
 
 _DOUBLE = 8
-# copies of the experts' Gram matrix alive at once: the kernel's upper
-# triangle and its symmetric copy, the solver's regularised matrix and the
-# factorisation's copy in scipy.linalg.solve
-_GRAM_COPIES = 4
+# copies of the experts' Gram matrix alive at once: the kernel's, made
+# symmetric, regularised and factorised in place; where the factorisation
+# fails, a fresh copy and the one scipy.linalg.lstsq makes of it
+_GRAM_COPIES = 3
 # per-row arrays of k entries alive at once in a fit (scores, gates, expert
 # outputs of the starts and the splits), per output
 _ROW_ARRAYS = 3

@@ -46,20 +46,37 @@ def solve_linear_experts(data, params, spec, jitter=None):
         coef = _row_space_solve(*data.expert_design(params, spec), penalty,
                                 data.total_weight)
     else:
-        gram, rhs = data.expert_normal_equations(params, spec)
-        total = data.total_weight
-        gram /= total
-        rhs /= total
-        gram[np.diag_indices_from(gram)] += penalty
-        try:
-            coef = linalg.solve(gram, rhs, assume_a="pos")
-        except (linalg.LinAlgError, ValueError):
-            coef = linalg.lstsq(gram, rhs)[0]
+        gram, rhs = _normal_equations(data, params, spec, penalty)
+        coef = _solve_normal_equations(gram, rhs, lambda: _normal_equations(
+            data, params, spec, penalty))
     # one column per output: (k, d + 1) or (k, d + 1, m)
     coef = coef.reshape(k, p, *coef.shape[1:])
     params.expert_coef = np.moveaxis(coef[:, :d], 1, -1).copy()
     params.expert_intercept = coef[:, d].copy()
     return params, jitter
+
+
+def _normal_equations(data, params, spec, penalty):
+    """The experts' normal equations divided by the total weight, ``penalty`` on
+    the diagonal."""
+    gram, rhs = data.expert_normal_equations(params, spec)
+    total = data.total_weight
+    gram /= total
+    rhs /= total
+    gram[np.diag_indices_from(gram)] += penalty
+    return gram, rhs
+
+
+def _solve_normal_equations(gram, rhs, again):
+    """Solve ``gram c = rhs`` by Cholesky in ``gram``'s own memory (it is
+    overwritten: a Gram matrix of ``k (d + 1)`` unknowns is the largest array
+    of the step), or by least squares on ``again()``'s fresh copy of the
+    equations where Cholesky fails."""
+    try:
+        return linalg.solve(gram, rhs, assume_a="pos", overwrite_a=True)
+    except (linalg.LinAlgError, ValueError):
+        gram, rhs = again()
+        return linalg.lstsq(gram, rhs)[0]
 
 
 def _row_space_solve(features, targets, penalty, total):
