@@ -7,7 +7,7 @@ perturbed cosine router, linear experts):
 * the data are drawn chunk by chunk on the workers (``dask.array.random``,
   targets from the package's forward pass plus noise): ``--chunks-per-worker``
   chunks per worker;
-* ``dask``: :func:`sklearn_cosmoe._solver.lbfgs_with_restart` runs
+* ``dask``: :func:`sklearn_cosmoe._solvers.lbfgs_with_restart` runs
   ``--iterations`` L-BFGS iterations (``tol=0``) from a fixed start on the
   Dask objective (rows persisted on the workers, one round of per-chunk tasks
   per evaluation); wall time per iteration;
@@ -76,7 +76,7 @@ def model_rows(n, chunk, params, spec, seed):
 
 def iterations(data, theta, shape, spec, n_iter):
     """Wall time of ``n_iter`` L-BFGS iterations (and the evaluations they took)."""
-    from sklearn_cosmoe._solver import lbfgs_with_restart
+    from sklearn_cosmoe._solvers import lbfgs_with_restart
 
     calls = []
 
