@@ -25,9 +25,7 @@ summary marks it so instead of printing a number.
 # ------------------------------------
 # Two standard-normal features, three linear experts with a perturbed cosine
 # router at ``temperature=0.5``, noise of standard deviation 0.2.  The first
-# 1500 rows train, the other 1500 check the intervals.  The fits are made for
-# inference (:ref:`inference-fits`): least squares without the ridge penalty,
-# the best of three starts.
+# 1500 rows train, the other 1500 check the intervals.
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -41,7 +39,6 @@ X, y, truth = make_cosine_moe(3000, n_features=2, n_experts=3, temperature=0.5,
 X_train, y_train, X_test, y_test = X[:1500], y[:1500], X[1500:], y[1500:]
 
 models = {router: CosineMoERegressor(n_experts=3, router=router, temperature=0.5,
-                                     alpha=0.0, n_init=3,
                                      random_state=0).fit(X_train, y_train)
           for router in ("perturbed_cosine", "cosine")}
 for router, model in models.items():
