@@ -218,7 +218,7 @@ def write_report(report, path):
          f"{report['versions']}; {report['repeats']} fit(s) per method and cell, "
          f"median time; d = {report['d']}; held-out rows: {report['n_test']}.", "",
          "Each entry: median fit time, median iterations (flexmix: EM iterations; package: "
-         "L-BFGS iterations), components flexmix kept, and training / held-out MSE "
+         "its solver's iterations), components flexmix kept, and training / held-out MSE "
          "divided by the noise variance (1.000 = the noise floor of the true function).", "",
          "Goal: the package at least 100x faster than flexmix at equal or lower held-out "
          "MSE (within 0.1 %). The verdict compares CPU times (R: user + system time of "
