@@ -14,8 +14,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import fit_or_keep, r2_on_standardized_scale
+from ._cv_fits import PathScore, as_fitted
 from ._cv_path import (ROWS_PER_PARAMETER, FoldPath, choose, cv_results, expert_ceiling,
-                       fitted_attributes, grid_points)
+                       grid_points)
 from ._estimator import CosineMoERegressor
 from ._memory import check_regressor_memory
 from ._experts import EXPERTS
@@ -29,41 +30,6 @@ _NUMERIC_PARAMETERS = ("max_experts", "patience", "max_iter", "tol", "n_init", "
 
 #: Experts the path adds without a change of its choice before it stops.
 PATIENCE = 3
-
-
-def _as_fitted(result, spec, y_mean, y_scale, n_features, hyperparameters):
-    """A :class:`CosineMoERegressor` whose fitted attributes are those of ``result``.
-
-    ``hyperparameters`` are the regressor's, but for the ones ``spec`` sets
-    (router, temperature, perturbations, penalty) and the number of experts.
-    """
-    reg = CosineMoERegressor(
-        n_experts=result.params.shape[0], router=spec.router, tau1=spec.tau1,
-        tau2=spec.tau2, temperature=spec.temperature, alpha=spec.alpha, **hyperparameters)
-    fitted = fitted_attributes(result, spec, y_mean, y_scale)
-    fitted.update(reg._fitted_hyperparameters())
-    for name, value in fitted.items():
-        setattr(reg, name, value)
-    reg.n_features_in_ = n_features
-    reg.loss_, reg.n_iter_, reg.converged_ = result.loss, result.n_iter, result.converged
-    return reg
-
-
-class _PathScore:
-    """Test score of one fit of a path (:func:`_as_fitted`).
-
-    A picklable callable, so that the paths can run in joblib's worker
-    processes.
-    """
-
-    def __init__(self, scorer, X, y, hyperparameters):
-        self.scorer, self.X, self.y = scorer, X, y
-        self.hyperparameters = hyperparameters
-
-    def __call__(self, result, spec, y_mean, y_scale, test):
-        reg = _as_fitted(result, spec, y_mean, y_scale, self.X.shape[1],
-                         self.hyperparameters)
-        return self.scorer(reg, self.X[test], self.y[test])
 
 
 def _step(path, X, y, score, fit_params):
@@ -360,7 +326,7 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
                                           np.random.RandomState(path_seed)))
         shared = {"expert": self.expert, "max_iter": self.max_iter, "tol": self.tol,
                   "n_init": self.n_init}
-        score = _PathScore(scorer, X, y, shared)
+        score = PathScore(scorer, X, y, shared)
         fit_params = {"max_iter": self.max_iter, "tol": self.tol}
         n_splits = len(splits)
         steps_scores, steps_losses = [], []
@@ -427,7 +393,7 @@ class CosineMoERegressorCV(RegressorMixin, BaseEstimator):
         for _ in range(k_best + 1):
             path, _, (loss,) = path.step(X, y, lambda *args: np.nan, fit_params)
         if loss < estimator.loss_:
-            grown = _as_fitted(path.last, replace(
+            grown = as_fitted(path.last, replace(
                 base_spec, router=router, temperature=temperature, tau1=tau1, tau2=tau2,
                 alpha=alpha / len(y)), *path.target_scale, X.shape[1], shared)
             grown.set_params(warm_start=True, random_state=int(final_seed))
