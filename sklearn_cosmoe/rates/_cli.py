@@ -272,7 +272,7 @@ def main(argv=None):
         fits = sum(len(tasks(part)) for part in protocols_from(args))
         print(f"{fits} fits with n_jobs={args.n_jobs}"
               + (" (about a minute on 2 cores)" if args.quick and args.study == "main" else
-                 "; the main study took about 9 minutes on 2 cores (doc/rates.md)")
+                 "; the main study took about 20 minutes on 2 cores (doc/rates.md)")
               + "\n", flush=True)
     state = git_state()
     if args.out is None:
