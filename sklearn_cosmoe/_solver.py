@@ -248,9 +248,10 @@ def fit_least_squares(data, params, spec, *, solver=None, max_iter=1000,
     Linear experts first get their exact least-squares values (unless
     ``solve_experts_first`` is false: a start from :func:`initial_params`
     already has them), then ``solver`` moves all parameters.  With top-K
-    gates the dense mixture is fitted first and the sparse one from there; a
-    sparse run stuck where two scores cross fits the experts for its gates
-    (the exact least squares for linear experts).
+    gates the dense mixture is fitted first, its experts are refitted for
+    the top-K gates of that optimum, and the sparse mixture is fitted from
+    there; a sparse run stuck where two scores cross fits the experts for
+    its gates (the exact least squares for linear experts).
 
     Parameters
     ----------
@@ -283,6 +284,17 @@ def fit_least_squares(data, params, spec, *, solver=None, max_iter=1000,
     specs = [spec] if spec.top_k is None else [replace(spec, top_k=None), spec]
     n_iter = 0
     for run_spec in specs:
+        if run_spec.top_k is not None:
+            # the dense optimum's experts were fitted for blended gates: refit
+            # them for its top-K gates before the router moves (a feed-forward
+            # mixture's sparse run from the dense optimum itself could stall far
+            # above it, where its gates jump)
+            if linear:
+                update_linear_experts(data, params, run_spec)
+            else:
+                params, refit = _minimize(data, params, run_spec, solver, max_iter, tol,
+                                          experts_only=True)
+                n_iter += refit.n_iter
         params, minimum = _minimize(data, params, run_spec, solver, max_iter, tol)
         n_iter += minimum.n_iter
         if minimum.reason == "line_search" and run_spec.top_k is not None:
