@@ -18,14 +18,14 @@ USAGE = """usage: python -m sklearn_cosmoe [-h | rates [options] | rates inspect
 
   (no argument)   the demo: the three routers beside RidgeCV on scikit-learn's
                   diabetes data and on data drawn from the model, then the
-                  classifier beside logistic regression (about 25 s on 2 cores)
+                  classifier beside logistic regression (about 40 s on 2 cores)
   rates           the paper's convergence-rate experiment ('rates --help' lists its
                   options; 'rates --quick' is a small run of about a minute)
   rates inspect   one fit of that experiment, its atoms beside the truth's
   -h, --help      this message
 """
 #: wall time of the whole demo on two cores, kernels already compiled
-DEMO_SECONDS = 25
+DEMO_SECONDS = 40
 
 import numpy as np
 from sklearn.datasets import load_breast_cancer, load_diabetes
