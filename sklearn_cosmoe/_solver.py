@@ -288,10 +288,11 @@ def fit_least_squares(data, params, spec, *, solver=None, max_iter=1000,
             # the dense optimum's experts were fitted for blended gates: refit
             # them for its top-K gates before the router moves (a feed-forward
             # mixture's sparse run from the dense optimum itself could stall far
-            # above it, where its gates jump)
-            if linear:
+            # above it, where its gates jump); Gauss-Newton eliminates linear
+            # experts, solving them for every set of gates it tries, so they need none
+            if linear and solver == "lbfgs":
                 update_linear_experts(data, params, run_spec)
-            else:
+            elif not linear:
                 params, refit = _minimize(data, params, run_spec, solver, max_iter, tol,
                                           experts_only=True)
                 n_iter += refit.n_iter
