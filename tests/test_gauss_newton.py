@@ -280,3 +280,32 @@ def test_a_dead_expert_neither_blocks_nor_moves_a_certified_fit():
     assert result.converged and result.stationarity <= 1e-6
     assert result.params.gate_intercept[2] == -80.0
     assert_allclose(result.params.gate_coef[2], start.gate_coef[2], rtol=1e-12)
+
+
+@pytest.mark.parametrize("router", ["linear", "perturbed_cosine"])
+def test_gauss_newton_ends_one_step_past_the_first_certified_point(router):
+    # the fit that passes the test at iteration m - 1 takes one more step and
+    # ends where the test passes again: cut at m - 1 iterations it ends
+    # certified at the first passing point, at m - 2 it has not passed yet,
+    # and the step past the first passing point lowers the objective
+    from sklearn_cosmoe._solver import initial_params
+    from sklearn_cosmoe._solvers import gauss_newton, problem_for
+
+    X, y, _ = make_cosine_moe(300, 4, 3, router=router, expert="linear", noise=0.1,
+                              random_state=5)
+    data = ArrayObjective(X, (y - y.mean()) / y.std(), np.ones(len(y)))
+    spec = MoESpec(router=router, expert="linear", temperature=0.5, alpha=1e-4)
+    start = initial_params(data, spec, 3, np.random.default_rng(0))
+
+    def run(max_iter, tol=1e-6):
+        theta = start.to_vector(spec)
+        problem = problem_for("gauss-newton", data, theta, start.shape, spec)
+        return gauss_newton(problem, max_iter, tol)
+
+    full = run(1000)
+    m = full.n_iter
+    assert full.reason is None and full.stationarity <= 1e-6 and m >= 3
+    first = run(m - 1)
+    assert first.reason is None and first.stationarity <= 1e-6
+    assert run(m - 2).reason == "max_iter"
+    assert full.loss < first.loss

@@ -11,6 +11,14 @@ scaling, so the steps do not depend on the parameters' units) with the
 damping ``mu`` raised until a step lowers the objective by a fair share of
 what the model predicts, and lowered after steps that do (Nielsen's rule).
 A rejected step costs one evaluation of the loss, not a new matrix.
+
+The first point that passes the test is not where a fit ends: it takes one
+more step and ends at the next point that passes.  Near a minimum that step
+is nearly a Newton step, so the fit ends far closer to the stationary point
+than the test's bound (which the model may misjudge by a small factor), and
+fits with different tolerances that pass at the same point end at the same
+objective.  A fit ends at the first certified point only where no step from
+it lowers the objective, or at ``max_iter``.
 """
 
 import math
@@ -41,11 +49,14 @@ def gauss_newton(problem, max_iter, tol):
     theta = problem.start
     loss = problem.loss(theta)
     damping, growth = None, 2.0
+    certified = False  # whether a point before this one passed the test
     for n_iter in range(1, max_iter + 1):
         gn_loss, model = problem.model(theta)
         stationarity = relative_decrease(model, gn_loss)
-        if stationarity <= tol:
+        passed = stationarity <= tol
+        if passed and (certified or n_iter == max_iter):
             return Minimum(theta, loss, n_iter, None, stationarity)
+        certified = passed
         if n_iter == max_iter:
             return Minimum(theta, loss, n_iter, "max_iter", stationarity)
         if damping is None:
@@ -71,5 +82,6 @@ def gauss_newton(problem, max_iter, tol):
             growth = 2.0
             break
         else:
-            return Minimum(theta, loss, n_iter, "line_search", stationarity)
+            return Minimum(theta, loss, n_iter, None if passed else "line_search",
+                           stationarity)
     raise AssertionError("unreachable: the loop returns at max_iter")
