@@ -37,6 +37,7 @@ Protocol
 """
 
 import argparse
+import shlex
 import importlib.util
 import os
 import platform
@@ -395,7 +396,8 @@ def main(argv=None):
         models = {k: v for k, v in models.items()
                   if k in args.models or any(s in k and s not in models
                                              for s in args.models)}
-    command = "python benchmarks/bench_accuracy.py " + " ".join(
+    # quoted as a shell needs it: "--models 'MoE CV'" picks one model, "MoE CV" two words
+    command = "python benchmarks/bench_accuracy.py " + shlex.join(
         sys.argv[1:] if argv is None else argv)
     import numba
     header = [f"Command: `{command.strip()}`  ",
