@@ -37,10 +37,10 @@ Protocol
 """
 
 import argparse
-import shlex
 import importlib.util
 import os
 import platform
+import shlex
 import sys
 import time
 import warnings
