@@ -118,8 +118,8 @@ def strip_code(text, suffix):
             if stripped.startswith(fence):
                 fence = None
             continue
-        m = re.match(r"(```+|~~~+)", stripped)
-        if m:
+        m = re.match(r"(```+|~~~+)", stripped) if suffix == ".md" else None
+        if m:  # a Markdown code fence (in reStructuredText: a title's underline)
             fence = m.group(1)
             out.append("")
             continue

@@ -37,6 +37,13 @@ def test_code_versions_and_references_are_not_quoted_numbers():
     assert _tokens(rst, ".rst") == ["0.5", "0.66"]
 
 
+def test_rst_section_underlines_are_not_code_fences():
+    # "~~~" opens a fenced code block in Markdown only; in reStructuredText it
+    # underlines a title, and the prose below it is still checked
+    rst = "Title\n~~~~~\n\nR² 0.957 on Friedman.\n\nNext\n````\n\nThen 0.25.\n"
+    assert _tokens(rst, ".rst") == ["0.957", "0.25"]
+
+
 def test_provenance_patterns():
     assert cr.provenance("Versions: pkg (git describe --dirty: 7c9efe7), numpy") == "7c9efe7"
     assert cr.provenance('{"git": "f5c9770", "n": 3}') == "f5c9770"
