@@ -32,6 +32,7 @@ from scipy.linalg import blas
 from scipy.special import ndtr
 
 from ._model import _outputs, _prepare, add_ridge, gates_and_experts
+from ._parallel import single_threaded_blas
 
 #: Rows per block of :func:`gauss_newton_sums`: one block's Jacobian (rows x
 #: parameters) stays small beside the Gauss-Newton matrix it updates.
@@ -102,80 +103,86 @@ def _jacobian_rows(X, params, spec, x_norms):
             (gates, outputs, mix, rho, scale, first, second))
 
 
-def residual_curvature(X, weighted_residuals, rows):
+def residual_curvature(X, weighted_residuals, J, rows):
     """``-sum_n w_n r_n d^2 f_n``: the Hessian less the Gauss-Newton matrix.
 
-    The scores ``s_i = u_i . psi + beta_0i`` (``psi = x / (T p(x))``) and the
-    pre-activations ``z_i = a_i . x + b_i`` are linear in the parameters, so
-    the second derivatives of ``f = c + S sum_i g_i h(z_i)`` are those in
-    ``s``, ``z`` and ``S`` times the features (``m = sum_j g_j h_j``):
+    The scores ``s_i = u_i . psi + beta_0i`` (``psi = [x / (T p(x)), 1]``)
+    and the pre-activations ``z_i = a_i . x + b_i`` (in ``phi = [x, 1]``) are
+    linear in the parameters, so the second derivatives of ``f = c + S sum_i
+    g_i h(z_i)`` are those in ``s``, ``z`` and ``S`` times the features
+    (``m = sum_j g_j h_j``, ``u_i = g_i (h_i - m)``):
 
-    * ``d^2 f / ds_i ds_j = S [delta_ij g_i (h_i - m) - g_i g_j (h_i + h_j - 2 m)]``,
-    * ``d^2 f / ds_i dz_j = S g_i (delta_ij - g_j) h'_j``,
+    * ``d^2 f / ds_i ds_j = S (delta_ij u_i - u_i g_j - g_i u_j)``,
+    * ``d^2 f / ds_i dz_j = S (delta_ij g_i h'_i - g_i g_j h'_j)``,
     * ``d^2 f / dz_i dz_j = delta_ij S g_i h''_i``,
-    * ``d^2 f / dS ds_i = g_i (h_i - m)``, ``d^2 f / dS dz_i = g_i h'_i``, and
-      none in ``c`` or twice in ``S``.
+    * ``d^2 f / dS ds_i = u_i``, ``d^2 f / dS dz_i = g_i h'_i``, and none in
+      ``c`` or twice in ``S``.
 
-    ``rows`` are what :func:`_jacobian_rows` used.  Returns the sums by
-    block (:func:`place_curvature` lays them out): the scores' pairs ``i <=
-    j`` ``(k (k + 1) / 2, p, p)``, the scores with the pre-activations ``(k
-    k, p, p)``, the pre-activations' diagonal ``(k, p, p)`` and the output
-    scale's row ``(2 k, p)``, with ``p = d + 1`` (the features and the
-    intercept's 1).
+    The rows of ``J`` (:func:`_jacobian_rows`, which also gave ``rows``)
+    hold ``S u_i psi`` for the router and ``S g_i h'_i phi`` for the
+    experts, so with ``G`` the rows' ``g_i psi`` in the router's layout all
+    the terms without a ``delta_ij`` are the one product ``G^T diag(-w r)
+    [J_router, J_experts]``, and those with one are products with ``psi`` or
+    ``phi``: no outer product of the features is formed.  Returns these sums
+    (:func:`place_curvature` lays them out): ``cross`` ``(R, 2 R)``, the
+    ``delta_ij`` terms ``diagonal`` ``(p, 2 R)`` and ``experts`` ``(p, R)``
+    (zero for linear experts) and the output scale's row ``(2 k, p)``, with
+    ``R = k d + k`` the router's columns and ``p = d + 1``.
     """
     gates, outputs, mix, rho, scale, first, second = rows
     n, d = X.shape
     k = gates.shape[1]
-    p = d + 1
-    spread = outputs - mix[:, None]
+    kd = k * d
+    router = kd + k
     minus_wr = -weighted_residuals[:, None]
-    psi = np.concatenate([X * rho[:, None], np.ones((n, 1))], axis=1)
-    phi = np.concatenate([X, np.ones((n, 1))], axis=1)
-
-    def blocks(coef, left, right):
-        """``sum_n coef[n, c] left[n] right[n]^T`` for each column ``c``: ``(c, p, p)``."""
-        outer = np.einsum("na,nb->nab", left, right).reshape(n, p * p)
-        return (coef.T @ outer).reshape(-1, p, p)
-
-    upper_i, upper_j = np.triu_indices(k)
-    gi, gj = gates[:, upper_i], gates[:, upper_j]
-    si, sj = spread[:, upper_i], spread[:, upper_j]
-    scores = scale * ((upper_i == upper_j) * gi * si - gi * gj * (si + sj))
-    mixed = scale * gates[:, :, None] * (np.eye(k) - gates[:, None, :]) * first[:, None, :]
-    experts = (blocks(minus_wr * scale * gates * second, phi, phi) if np.any(second)
-               else np.zeros((k, p, p)))  # a linear expert has none
-    along_scale = np.concatenate([(minus_wr * gates * spread).T @ psi,
+    psi = np.empty((n, d + 1))
+    psi[:, :d] = X * rho[:, None]
+    psi[:, d] = 1.0
+    phi = np.empty((n, d + 1))
+    phi[:, :d] = X
+    phi[:, d] = 1.0
+    gated = np.empty((n, router))  # G: g_i psi, in the router's layout
+    gated[:, :kd].reshape(n, k, d)[:] = gates[:, :, None] * psi[:, None, :d]
+    gated[:, kd:] = gates
+    experts = np.zeros((d + 1, router))
+    if np.any(second):  # a linear expert has none
+        factor = scale * gates * second
+        curved = np.empty((n, router))  # S g_i h''_i phi, in the experts' layout
+        curved[:, :kd].reshape(n, k, d)[:] = factor[:, :, None] * X[:, None, :]
+        curved[:, kd:] = factor
+        experts = (minus_wr * phi).T @ curved
+    along_scale = np.concatenate([(minus_wr * gates * (outputs - mix[:, None])).T @ psi,
                                   (minus_wr * gates * first).T @ phi])
-    return (blocks(minus_wr * scores, psi, psi),
-            blocks(minus_wr * mixed.reshape(n, k * k), psi, phi), experts, along_scale)
+    columns = J[:, :2 * router]
+    return (minus_wr * gated).T @ columns, (minus_wr * psi).T @ columns, experts, along_scale
 
 
 def place_curvature(parts, k, d):
-    """The ``(P, P)`` matrix, in :func:`jacobian`'s layout, of the blocks of
+    """The ``(P, P)`` matrix, in :func:`jacobian`'s layout, of the sums of
     :func:`residual_curvature`."""
-    scores, mixed, experts, along_scale = parts
+    cross, diagonal, experts, along_scale = parts
     kd = k * d
-    # where (expert i, feature a; the last feature is the intercept) sits in the layout
+    router = kd + k
+    # where (expert i, feature a; the last feature is the intercept) sits in the router's layout
     router_at = np.concatenate([np.arange(kd).reshape(k, d), kd + np.arange(k)[:, None]],
                                axis=1)
-    expert_at = router_at + kd + k
-    size = 2 * kd + 2 * k + 2
+    size = 2 * router + 2
     curvature = np.zeros((size, size))
-    for (i, j), b in zip(zip(*np.triu_indices(k)), scores):
-        curvature[np.ix_(router_at[i], router_at[j])] = b
-        curvature[np.ix_(router_at[j], router_at[i])] = b.T
-    for c, b in enumerate(mixed):
-        i, j = divmod(c, k)
-        curvature[np.ix_(router_at[i], expert_at[j])] = b
-        curvature[np.ix_(expert_at[j], router_at[i])] = b.T
-    for i, b in enumerate(experts):
-        curvature[np.ix_(expert_at[i], expert_at[i])] = b
-    places = np.concatenate([router_at.ravel(), expert_at.ravel()])
+    gates = cross[:, :router]
+    curvature[:router, :router] = -(gates + gates.T)
+    curvature[:router, router:2 * router] = -cross[:, router:]
+    for at in router_at:
+        curvature[np.ix_(at, at)] += diagonal[:, at].T
+        curvature[np.ix_(at, router + at)] += diagonal[:, router + at]
+        curvature[np.ix_(router + at, router + at)] = experts[:, at]
+    curvature[router:2 * router, :router] = curvature[:router, router:2 * router].T
+    places = np.concatenate([router_at.ravel(), router + router_at.ravel()])
     curvature[size - 2, places] = along_scale.ravel()
     curvature[places, size - 2] = along_scale.ravel()
     return curvature
 
 
+@single_threaded_blas()
 def gauss_newton_sums(X, x_norms, y, sample_weight, params, spec, exact=False):
     """Un-normalised Gauss-Newton sums of each output, added in a fixed order.
 
@@ -185,7 +192,10 @@ def gauss_newton_sums(X, x_norms, y, sample_weight, params, spec, exact=False):
     and layout of :func:`jacobian`, the sum of the weights, and, with
     ``exact``, the :func:`residual_curvature` sums of
     shape ``(m, P, P)`` (else None).  ``y`` has shape ``(n,)``, or ``(n, m)``
-    for parameters of ``m`` outputs.
+    for parameters of ``m`` outputs.  BLAS runs on one thread wherever it is
+    called (a Dask worker too): its products of a block's few hundred rows
+    are several times slower on two threads than on one (at 8 experts on 10
+    features, 1e5 rows: 1.5 s against 0.27 s on two cores).
     """
     X, x_norms = _prepare(X, x_norms)
     n = X.shape[0]
@@ -196,7 +206,8 @@ def gauss_newton_sums(X, x_norms, y, sample_weight, params, spec, exact=False):
     gradient = np.zeros((len(per_output), size))
     loss = np.zeros(len(per_output))
     curvature = np.zeros((len(per_output), size, size)) if exact else None
-    root_weight = np.sqrt(sample_weight)
+    # unit weights multiply nothing (the same bits without the copies)
+    root_weight = None if np.all(sample_weight == 1.0) else np.sqrt(sample_weight)
     k, d = params.shape
     for j, p in enumerate(per_output):
         upper = np.zeros((size, size), order="F")
@@ -208,12 +219,12 @@ def gauss_newton_sums(X, x_norms, y, sample_weight, params, spec, exact=False):
             wr = sample_weight[rows] * r
             gradient[j] -= wr @ J
             loss[j] += 0.5 * np.dot(wr, r)
-            weighted = J * root_weight[rows, None]
+            weighted = J if root_weight is None else J * root_weight[rows, None]
             # upper += weighted.T @ weighted; weighted.T is Fortran-ordered: no copy
             upper = blas.dsyrk(1.0, weighted.T, beta=1.0, c=upper, trans=0, lower=0,
                                overwrite_c=1)
             if exact:
-                sums = residual_curvature(X[rows], wr, parts)
+                sums = residual_curvature(X[rows], wr, J, parts)
                 blocks = sums if blocks is None else [a + b for a, b in zip(blocks, sums)]
         hessian[j] = np.triu(upper) + np.triu(upper, 1).T
         if exact and blocks is not None:

@@ -59,6 +59,14 @@ def _parameter_terms(n_rows, n_parameters):
     return (_LBFGS_VECTORS + n_blocks(max(n_rows, 1)) + 1) * n_parameters * _DOUBLE
 
 
+def _newton_block_entries(width, d):
+    """Entries per row of a block of the Gauss-Newton sums: the Jacobian's
+    rows and their weighted copy, the gates times the scores' features, its
+    weighted copy and the curved experts' rows (``width`` each), the
+    features as the scores and the experts see them and a weighted copy."""
+    return 2 * (2 * width + 2) + 3 * width + 3 * (d + 1)
+
+
 def regressor_fit_bytes(n_samples, n_features, n_experts, n_outputs=None,
                         expert="linear", solver="lbfgs"):
     """Upper bound of the peak memory of a :class:`CosineMoERegressor` fit.
@@ -104,7 +112,7 @@ def regressor_fit_bytes(n_samples, n_features, n_experts, n_outputs=None,
         one_output = 2 * width + 2
         parts["newton"] = (_NEWTON_MATRICES * n_parameters ** 2
                            + 2 * m * one_output ** 2
-                           + min(n, GN_BLOCK) * (one_output + 3 * (d + 1) ** 2)) * _DOUBLE
+                           + min(n, GN_BLOCK) * _newton_block_entries(width, d)) * _DOUBLE
     parts["total"] = sum(parts.values())
     return parts
 

@@ -263,6 +263,37 @@ def test_newton_matrices_count_in_the_memory_bound():
         CosineMoERegressor(n_experts=4, solver="gauss-newton").fit(X, np.arange(3.0))
 
 
+@pytest.mark.parametrize("expert", ["linear", "tanh"])
+def test_gauss_newton_sums_stay_within_their_memory_bound(expert):
+    """The sums hold one block of rows and a few parameter-squared matrices,
+    never an array of every row's outer products."""
+    import tracemalloc
+
+    from sklearn_cosmoe._jacobian import GN_BLOCK
+    from sklearn_cosmoe._memory import _newton_block_entries
+
+    rng = np.random.default_rng(0)
+    n, d, k = 3 * GN_BLOCK, 30, 3
+    X, y, w = rng.standard_normal((n, d)), rng.standard_normal(n), rng.uniform(0.5, 2, n)
+    spec = MoESpec(expert=expert, alpha=0.01)
+    params = MoEParams(rng.standard_normal((k, d)), rng.standard_normal(k),
+                       rng.standard_normal((k, d)), rng.standard_normal(k), 1.0, 0.0)
+    x_norms = row_norms(X)
+    gauss_newton_sums(X, x_norms, y, w, params, spec, exact=True)  # compiled, cached
+    tracemalloc.start()
+    try:
+        gauss_newton_sums(X, x_norms, y, w, params, spec, exact=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    width = k * (d + 1)
+    size = 2 * width + 2
+    bound = (GN_BLOCK * _newton_block_entries(width, d) + 6 * size ** 2) * 8
+    assert peak <= bound
+    # the rows' features' outer products of a block alone would not fit
+    assert GN_BLOCK * (d + 1) ** 2 * 8 > bound - 6 * size ** 2 * 8
+
+
 def test_a_dead_expert_neither_blocks_nor_moves_a_certified_fit():
     # a third expert whose gates are about e^-80 of the others': the objective
     # cannot see it, and its scaled gradient would promise a revival that no
