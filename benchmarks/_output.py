@@ -4,6 +4,7 @@ Light on purpose (no NumPy, no sklearn_cosmoe): ``bench_runtime.py`` imports
 it before anything that loads the package's kernels.
 """
 
+import importlib.util
 import subprocess
 import sys
 import tempfile
@@ -22,12 +23,21 @@ def git_describe():
         return "unknown"
 
 
+def imported_package():
+    """The folder ``import sklearn_cosmoe`` would load, found without loading it."""
+    spec = importlib.util.find_spec("sklearn_cosmoe")
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).resolve().parent
+
+
 def output_folder(out, prefix="bench_"):
     """Where to write: ``out``, or a new temporary folder when it is None.
 
     Refuses the committed ``benchmarks/results`` (or a folder inside it) when
     the working tree has uncommitted changes, whose numbers no commit could
-    reproduce.
+    reproduce, or when the package would be imported from another checkout
+    than this one (an installed copy of another commit).
     """
     if out is None:
         return Path(tempfile.mkdtemp(prefix=prefix))
@@ -38,5 +48,11 @@ def output_folder(out, prefix="bench_"):
         if revision == "unknown" or revision.endswith("-dirty"):
             sys.exit(f"refusing to write into {RESULTS}: the working tree is not clean "
                      f"(git describe: {revision}). Commit first, or pass another --out.")
+        package = imported_package()
+        if package is None or RESULTS.parent.parent not in package.parents:
+            sys.exit(f"refusing to write into {RESULTS}: sklearn_cosmoe would be imported "
+                     f"from {package}, not from this checkout, whose commit the results "
+                     f"would name. Install this checkout (pip install -e .) or set "
+                     f"PYTHONPATH={RESULTS.parent.parent}.")
     out.mkdir(parents=True, exist_ok=True)
     return out
