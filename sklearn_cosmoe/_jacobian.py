@@ -168,8 +168,8 @@ def place_curvature(parts, k, d):
                                axis=1)
     size = 2 * router + 2
     curvature = np.zeros((size, size))
-    gates = cross[:, :router]
-    curvature[:router, :router] = -(gates + gates.T)
+    with_router = cross[:, :router]  # sum_n -w_n r_n G_n J_router,n^T
+    curvature[:router, :router] = -(with_router + with_router.T)
     curvature[:router, router:2 * router] = -cross[:, router:]
     for at in router_at:
         curvature[np.ix_(at, at)] += diagonal[:, at].T
