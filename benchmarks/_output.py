@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: The checkout these benchmarks belong to.
+CHECKOUT = RESULTS.parent.parent
 
 
 def git_describe():
@@ -49,10 +51,10 @@ def output_folder(out, prefix="bench_"):
             sys.exit(f"refusing to write into {RESULTS}: the working tree is not clean "
                      f"(git describe: {revision}). Commit first, or pass another --out.")
         package = imported_package()
-        if package is None or RESULTS.parent.parent not in package.parents:
+        if package is None or CHECKOUT not in package.parents:
             sys.exit(f"refusing to write into {RESULTS}: sklearn_cosmoe would be imported "
                      f"from {package}, not from this checkout, whose commit the results "
                      f"would name. Install this checkout (pip install -e .) or set "
-                     f"PYTHONPATH={RESULTS.parent.parent}.")
+                     f"PYTHONPATH={CHECKOUT}.")
     out.mkdir(parents=True, exist_ok=True)
     return out
