@@ -44,7 +44,9 @@ results file when its block cites none. A quoted number with ``d`` decimals is
 absolute value rounds to the quoted absolute value at ``d`` decimals (half up):
 ``0.9x`` is found in ``0.897``, ``2.1x`` in ``2.14``. A number followed by
 ``%`` is also found as a fraction (``95.1%`` in ``0.951``), one in ``ms`` or
-``µs`` also in seconds. A found number is *stale* when every file that holds it
+``µs`` also in seconds. The elements of a JSON array of more than ``BULK_ARRAY``
+numbers (a loss trace, a per-row record) are not looked at: a text quotes what is
+computed from such an array, and a long trace holds almost any number. A found number is *stale* when every file that holds it
 is *changed* or *unknown*.
 
 Exit status: 1 when a quoted number is found in no results file; with
@@ -82,6 +84,12 @@ QUOTED = re.compile(
     r"(?<![\w.])(?P<sign>[-+−]?)(?P<num>\d+\.\d+(?:e[-+−]?\d+)?)(?![\w.]*\.\d)"
     r"(?P<unit>\s?(?:%|ms\b|µs\b|us\b))?")
 RESULT_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+# a JSON array of more numbers than this is a trace or a per-row record: a text quotes
+# what is computed from it, never one of its elements, so its numbers are not sources
+BULK_ARRAY = 16
+_JSON_NUMBER = r"(?:-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|null|NaN|-?Infinity)"
+BULK_JSON_ARRAY = re.compile(
+    r"\[\s*" + _JSON_NUMBER + r"(?:\s*,\s*" + _JSON_NUMBER + r"){%d,}\s*\]" % BULK_ARRAY)
 VERSION_BEFORE = re.compile(r"(?:>=|<=|==|~=|\bv|\bPython\s)\s*$", re.IGNORECASE)
 REFERENCE_BEFORE = re.compile(
     r"\b(?:Theorem|Section|Lemma|Proposition|Corollary|Figure|Fig\.|Table|Eq\.|Equation|"
@@ -225,6 +233,8 @@ class ResultsIndex:
         self._tokens = {}
         for path, text in texts.items():
             values = set()
+            if path.endswith(".json"):
+                text = BULK_JSON_ARRAY.sub("[]", text)
             for tok in RESULT_NUMBER.findall(text):
                 try:
                     values.add(abs(Decimal(tok)))

@@ -72,6 +72,16 @@ def test_rounding_units_and_citations():
     assert cr.blocks("a\nb\n\n* c\n* d") == [0, 0, 1, 1, 2]
 
 
+def test_long_json_arrays_are_not_sources():
+    trace = ", ".join(f"{0.5 + i / 1000:.3f}" for i in range(cr.BULK_ARRAY + 1))
+    short = ", ".join(f"{0.9 + i / 1000:.3f}" for i in range(cr.BULK_ARRAY))
+    index = cr.ResultsIndex({"r/a.json": f'{{"time": 4.76, "loss": [{trace}], "folds": [{short}]}}',
+                             "r/a.md": f"loss [{trace}]"})
+    assert index.files_holding(Decimal("4.76"), 2) == {"r/a.json"}
+    assert index.files_holding(Decimal("0.501"), 3) == {"r/a.md"}  # only the prose file
+    assert index.files_holding(Decimal("0.901"), 3) == {"r/a.json"}  # a short array counts
+
+
 def _git(root, *args):
     subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
 
