@@ -39,15 +39,16 @@ A quoted number is a decimal with a fractional part in prose: ``0.895``,
 Where a quoted number is looked for: in the results files that its block of
 text cites (a paragraph, a list item or a table: a path or file name such as
 ``results/memory.md``, ``memory.json`` or ``results/runtime/``), or in every
-results file when its block cites none. A quoted number with ``d`` decimals is
-*found* in a results file when that file holds a number (a token of its text, exponent form included) whose
-absolute value rounds to the quoted absolute value at ``d`` decimals (half up):
-``0.9x`` is found in ``0.897``, ``2.1x`` in ``2.14``. A number followed by
-``%`` is also found as a fraction (``95.1%`` in ``0.951``), one in ``ms`` or
-``µs`` also in seconds. The elements of a JSON array of more than ``BULK_ARRAY``
-numbers (a loss trace, a per-row record) are not looked at: a text quotes what is
-computed from such an array, and a long trace holds almost any number. A found number is *stale* when every file that holds it
-is *changed* or *unknown*.
+results file when its block cites none. A quoted number with ``d`` decimals
+is *found* in a results file when that file holds a number (a token of its
+text, exponent form included) whose absolute value rounds to the quoted
+absolute value at ``d`` decimals (half up): ``0.9x`` is found in ``0.897``,
+``2.1x`` in ``2.14``. A number followed by ``%`` is also found as a fraction
+(``95.1%`` in ``0.951``), one in ``ms`` or ``µs`` also in seconds. The
+elements of a JSON array of more than ``BULK_ARRAY`` numbers (a loss trace, a
+per-row record) are not looked at: a text quotes what is computed from such
+an array, and a long trace holds almost any number. A found number is
+*stale* when every file that holds it is *changed* or *unknown*.
 
 Exit status: 1 when a quoted number is found in no results file; with
 ``--strict`` also when a quoted number is stale; 0 otherwise.
