@@ -84,11 +84,12 @@ PROVENANCE_PATTERNS = [re.compile(p) for p in (
 QUOTED = re.compile(
     r"(?<![\w.])(?P<sign>[-+−]?)(?P<num>\d+\.\d+(?:e[-+−]?\d+)?)(?![\w.]*\.\d)"
     r"(?P<unit>\s?(?:%|ms\b|µs\b|us\b))?")
-RESULT_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_NUMBER = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"  # a number token of a results file
+RESULT_NUMBER = re.compile(r"(?<![\w.])" + _NUMBER)
 # a JSON array of more numbers than this is a trace or a per-row record: a text quotes
 # what is computed from it, never one of its elements, so its numbers are not sources
 BULK_ARRAY = 16
-_JSON_NUMBER = r"(?:-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|null|NaN|-?Infinity)"
+_JSON_NUMBER = r"(?:" + _NUMBER + r"|null|NaN|-?Infinity)"
 BULK_JSON_ARRAY = re.compile(
     r"\[\s*" + _JSON_NUMBER + r"(?:\s*,\s*" + _JSON_NUMBER + r"){%d,}\s*\]" % BULK_ARRAY)
 VERSION_BEFORE = re.compile(r"(?:>=|<=|==|~=|\bv|\bPython\s)\s*$", re.IGNORECASE)
